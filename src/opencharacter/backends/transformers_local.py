@@ -1,0 +1,168 @@
+"""Local batched generation with transformers: the default backend, and the embedded model's home.
+
+Concurrent requests are micro-batched (left padding, similar lengths together); a JSON schema is
+enforced with xgrammar's constrained decoding, without which a small model's JSON is rarely valid.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from opencharacter.backends.base import Backend, Capabilities
+from opencharacter.backends.batching import MicroBatcher
+from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME, embedded_model_dir
+from opencharacter.config import BackendConfig
+from opencharacter.errors import BackendError, MissingDependencyError
+from opencharacter.hashing import canonical_json
+from opencharacter.records import ChatRequest, Completion
+
+
+def resolve_model_path(model: str) -> str:
+    """'embedded' → the converted checkpoint; a directory stays; anything else is a hub id the user named."""
+    if model == EMBEDDED_NAME:
+        return str(embedded_model_dir())
+    return model
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+class LocalModel:
+    """A loaded causal LM and tokenizer plus compiled grammars; shared by generation and chat."""
+
+    def __init__(self, model: str, device: str = "auto", seed: int = 0) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:
+            raise MissingDependencyError(exc.name or "transformers", "local") from None
+        path = resolve_model_path(model)
+        self.device = pick_device(device)
+        torch.manual_seed(seed)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = torch.bfloat16 if self.device.startswith("cuda") and torch.cuda.is_bf16_supported() else None
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(self.device)
+        self.model.eval()
+        self._grammars: dict[str, Any] = {}
+        self._compiler: Any = None
+        self._lock = threading.Lock()
+
+    def prompt_ids(self, request: ChatRequest) -> list[int]:
+        messages = [m.model_dump() for m in request.messages]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _grammar(self, schema: dict[str, Any]) -> Any:
+        try:
+            import xgrammar as xgr
+        except ImportError:
+            raise MissingDependencyError("xgrammar", "local") from None
+        key = canonical_json(schema)
+        if key not in self._grammars:
+            if self._compiler is None:
+                info = xgr.TokenizerInfo.from_huggingface(self.tokenizer, vocab_size=self.model.config.vocab_size)
+                self._compiler = xgr.GrammarCompiler(info)
+            # Compact JSON: free whitespace lets a small model pad forever instead of writing values.
+            self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
+        return self._grammars[key]
+
+    def generate(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[Completion]:
+        """One `model.generate` call for requests sharing sampling parameters and schema."""
+        import torch
+
+        sampling = requests[0].sampling
+        schema = requests[0].response_schema
+        width = max(len(p) for p in prompts)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": sampling.max_tokens,
+            "repetition_penalty": sampling.repetition_penalty,
+            "pad_token_id": pad,
+        }
+        if sampling.temperature > 0:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if schema is not None:
+            import xgrammar as xgr
+
+            kwargs["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(self._grammar(schema))]
+        with self._lock, torch.inference_mode():
+            if sampling.seed is not None:
+                torch.manual_seed(sampling.seed)
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+        eos_ids = self._eos_ids()
+        completions = []
+        for row, prompt in zip(output[:, width:].tolist(), prompts):
+            stop = next((i for i, token in enumerate(row) if token in eos_ids), None)
+            tokens = row if stop is None else row[:stop]
+            completions.append(
+                Completion(
+                    text=self.tokenizer.decode(tokens, skip_special_tokens=True),
+                    finish_reason="length" if stop is None else "stop",
+                    prompt_tokens=len(prompt),
+                    completion_tokens=len(tokens) + (0 if stop is None else 1),
+                )
+            )
+        return completions
+
+    def _eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        found = set(ids if isinstance(ids, list) else [ids]) if ids is not None else set()
+        if self.tokenizer.eos_token_id is not None:
+            found.add(self.tokenizer.eos_token_id)
+        return found
+
+
+class TransformersBackend(Backend):
+    capabilities = Capabilities(structured_output=True, local=True)
+
+    def __init__(self, config: BackendConfig) -> None:
+        super().__init__(config)
+        self._local: LocalModel | None = None
+        self._load_lock = threading.Lock()
+        self._batcher: MicroBatcher[tuple[ChatRequest, list[int]], Completion] = MicroBatcher(
+            self._run_batch,
+            batch_size=config.batch_size,
+            group_of=lambda item: canonical_json([item[0].sampling.model_dump(), item[0].response_schema]),
+            length_of=lambda item: len(item[1]),
+        )
+
+    @property
+    def model_id(self) -> str:
+        if self.config.model == EMBEDDED_NAME:
+            return EMBEDDED_ID
+        return str(Path(self.config.model).name) if Path(self.config.model).is_dir() else self.config.model
+
+    def local_model(self) -> LocalModel:
+        with self._load_lock:
+            if self._local is None:
+                self._local = LocalModel(self.config.model, self.config.device, self.config.seed)
+            return self._local
+
+    def _run_batch(self, items: list[tuple[ChatRequest, list[int]]]) -> list[Completion]:
+        try:
+            return self.local_model().generate([r for r, _ in items], [p for _, p in items])
+        except RuntimeError as exc:  # e.g. CUDA out of memory: say which batch size to lower
+            raise BackendError(f"local generation failed ({exc}); try a smaller --batch-size") from None
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        import asyncio
+
+        local = await asyncio.to_thread(self.local_model)
+        return await self._batcher.submit((request, local.prompt_ids(request)))

@@ -1,0 +1,86 @@
+"""Options every model-calling command shares, and how they merge with a YAML config.
+
+Flags default to None so we can tell "not given" from "given": defaults < YAML < flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from opencharacter.config import BackendConfig, PipelineConfig, build, load_yaml, merge
+
+Backend = Annotated[
+    Optional[str], typer.Option("--backend", help="transformers (default), openai, vllm.", rich_help_panel="Model")
+]
+Model = Annotated[
+    Optional[str],
+    typer.Option("--model", help="Hub id, local directory, or 'embedded' (default).", rich_help_panel="Model"),
+]
+BaseUrl = Annotated[
+    Optional[str], typer.Option("--base-url", help="OpenAI-compatible server URL.", rich_help_panel="Model")
+]
+ApiKeyEnv = Annotated[
+    Optional[str],
+    typer.Option("--api-key-env", help="Environment variable holding the API key.", rich_help_panel="Model"),
+]
+Concurrency = Annotated[
+    Optional[int], typer.Option("--concurrency", help="Requests in flight (default 64).", rich_help_panel="Model")
+]
+BatchSize = Annotated[
+    Optional[int], typer.Option("--batch-size", help="Local backends: batch size (default 16).", rich_help_panel="Model")
+]
+ConfigFile = Annotated[
+    Optional[Path], typer.Option("--config", help="YAML config (same shape as for `run`).", rich_help_panel="Model")
+]
+Temperature = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")]
+MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", help="Max generated tokens per call.")]
+RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Try again the items recorded as failed.")]
+SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed input records and report them.")]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+
+
+def backend_overrides(
+    backend: str | None,
+    model: str | None,
+    base_url: str | None,
+    api_key_env: str | None,
+    concurrency: int | None,
+    batch_size: int | None,
+) -> dict[str, Any]:
+    given = {
+        "backend": backend,
+        "model": model,
+        "base_url": base_url,
+        "api_key_env": api_key_env,
+        "concurrency": concurrency,
+        "batch_size": batch_size,
+    }
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def sampling_overrides(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:
+    given = {"temperature": temperature, "max_tokens": max_tokens}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def config_data(config: Path | None) -> dict[str, Any]:
+    return load_yaml(config) if config is not None else {}
+
+
+def backend_config(data: dict[str, Any], overrides: dict[str, Any], source: str) -> BackendConfig:
+    return build(BackendConfig, merge(data.get("backend", {}), overrides), f"{source}: backend")
+
+
+def section(data: dict[str, Any], name: str, sampling: dict[str, Any]) -> dict[str, Any]:
+    """A stage section of the YAML with sampling flags merged into it."""
+    base = dict(data.get(name, {}))
+    if sampling:
+        base["sampling"] = merge(base.get("sampling", {}), sampling)
+    return base
+
+
+def pipeline_config(path: Path, overrides: dict[str, Any]) -> PipelineConfig:
+    return build(PipelineConfig, merge(load_yaml(path), overrides), str(path))

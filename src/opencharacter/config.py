@@ -1,0 +1,151 @@
+"""Every configurable default, in one place.
+
+Each field's `description` is the documentation: CLI help and the README table come from it.
+Precedence: these defaults < a YAML `--config` file < command-line flags.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from opencharacter.errors import ConfigError, InputError
+from opencharacter.records import Sampling, Strategy
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackendConfig(Config):
+    backend: str = Field("transformers", description="Model backend: transformers, openai, vllm (or fake).")
+    model: str = Field(
+        "embedded",
+        description="Hub id, local directory, or 'embedded' (the bundled SmolLM2-135M-Instruct).",
+    )
+    base_url: str | None = Field(None, description="OpenAI-compatible server URL, e.g. http://localhost:8000/v1.")
+    api_key_env: str = Field(
+        "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+    )
+    concurrency: int = Field(64, ge=1, le=4096, description="Requests in flight at once.")
+    timeout: float = Field(300.0, gt=0, description="Per-request timeout in seconds (openai backend).")
+    max_retries: int = Field(6, ge=0, le=50, description="Retries of a failed call (5xx, 429, timeouts).")
+    batch_size: int = Field(16, ge=1, le=1024, description="Local backends: sequences generated together.")
+    device: str = Field("auto", description="Local backends: auto, cpu, cuda, cuda:1, mps.")
+    seed: int = Field(0, description="Seed for local sampling.")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra backend-specific keyword arguments (e.g. vLLM engine args)."
+    )
+
+    @field_validator("backend")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        from opencharacter.backends import available_backends
+
+        if value not in available_backends():
+            raise ValueError(f"unknown backend {value!r}; choose one of {', '.join(available_backends())}")
+        return value
+
+
+class ProfilesConfig(Config):
+    sampling: Sampling = Field(
+        default_factory=lambda: Sampling(temperature=0.7, max_tokens=400), description="Sampling for profiles."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries per persona before it is recorded as failed.")
+    prompt_version: int | None = Field(None, description="Profile prompt version (default: newest).")
+
+
+class SynthesisConfig(Config):
+    per_instruction: int = Field(3, ge=1, description="Distinct characters paired with each instruction (paper: 3).")
+    seed: int = Field(0, description="Seed of the instruction-character pairing.")
+    sampling: Sampling = Field(
+        default_factory=lambda: Sampling(temperature=0.7, max_tokens=512), description="Sampling for answers."
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries per dialogue before it is recorded as failed.")
+    generate_prompt_version: int | None = Field(None, description="Generate prompt version (default: newest).")
+    rewrite_prompt_version: int | None = Field(None, description="Rewrite prompt version (default: newest).")
+    system_prompt_version: int | None = Field(
+        None, description="Training system-prompt version (default: newest); train and eval reuse it."
+    )
+
+
+class PersonaSource(Config):
+    path: str = Field(description="File (jsonl/json/txt), saved datasets directory, or hub dataset id.")
+    format: Literal["auto", "persona", "personahub", "text", "dataset"] = "auto"
+    column: str | None = Field(None, description="Column holding the persona text.")
+    limit: int | None = Field(None, ge=1, description="Read at most this many personas.")
+
+
+class InstructionSource(Config):
+    path: str = Field(description="Instruction file: Alpaca, LIMA, Persona Hub, ShareGPT or messages.")
+    format: Literal["auto", "alpaca", "lima", "personahub", "sharegpt", "messages"] = "auto"
+    strategies: list[Strategy] = Field(default_factory=lambda: ["generate"], description="rewrite and/or generate.")
+    limit: int | None = Field(None, ge=1, description="Read at most this many instructions.")
+    name: str | None = Field(None, description="Label in the `source` field (default: the file stem).")
+
+
+class PipelineConfig(Config):
+    """The whole pipeline, as one YAML file for `opencharacter run`."""
+
+    run: str = Field("runs/run", description="Run directory: store, outputs and dataset card.")
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+    personas: PersonaSource
+    instructions: list[InstructionSource] = Field(default_factory=list)
+    profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    export: list[Literal["sharegpt", "alpaca", "messages", "parquet"]] = Field(
+        default_factory=list, description="Export formats written after synthesis."
+    )
+    skip_invalid: bool = Field(False, description="Skip malformed input records (and report them).")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping, with parse errors reported as file:line."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(str(path), None, "config file not found") from None
+    except UnicodeDecodeError:
+        raise InputError(str(path), None, "config file is not valid UTF-8") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise InputError(str(path), line, f"invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputError(str(path), 1, "config must be a YAML mapping")
+    return data
+
+
+def validation_message(exc: ValidationError, source: str) -> str:
+    """One readable line per wrong field: `source: field.path: message`."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"{source}: {where}: {str(error['msg']).removeprefix('Value error, ')}")
+    return "; ".join(lines)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge: nested mappings combine, everything else in `override` wins."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = value
+    return result
+
+
+def build(model: type[Config], data: dict[str, Any], source: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_message(exc, source)) from None

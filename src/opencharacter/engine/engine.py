@@ -1,0 +1,116 @@
+"""Every LLM call of every stage goes through `Engine.generate`.
+
+A call's cache key hashes everything that shaped it — prompt template version, rendered messages,
+model, sampling parameters, schema and attempt number — so a rerun replays finished calls from the
+store instead of paying for them again, and a changed prompt or parameter makes new calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from opencharacter.backends.base import Backend
+from opencharacter.errors import BackendError, ParseError
+from opencharacter.hashing import content_hash
+from opencharacter.records import ChatRequest, Completion
+from opencharacter.store import RunStore
+
+T = TypeVar("T")
+
+_BACKOFF_BASE = 0.5
+_BACKOFF_CAP = 30.0
+
+
+@dataclass
+class EngineStats:
+    new_calls: int = 0
+    cached_calls: int = 0
+    retries: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def tokens_per_second(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return self.completion_tokens / elapsed if elapsed > 0 else 0.0
+
+
+class Engine:
+    def __init__(
+        self,
+        backend: Backend,
+        store: RunStore,
+        *,
+        concurrency: int = 64,
+        max_retries: int = 6,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self.backend, self.store = backend, store
+        self.concurrency, self.max_retries = concurrency, max_retries
+        self.stats = EngineStats()
+        self._semaphore = asyncio.Semaphore(concurrency)
+        self._sleep = sleep
+
+    def cache_key(self, request: ChatRequest, prompt_id: str, attempt: int) -> str:
+        return content_hash("call", prompt_id, self.backend.model_id, request.model_dump(mode="json"), attempt, length=32)
+
+    async def generate(self, request: ChatRequest, *, prompt_id: str, attempt: int = 0) -> Completion:
+        """One completion, from the store if this exact call was made before."""
+        key = self.cache_key(request, prompt_id, attempt)
+        cached = self.store.get_call(key)
+        if cached is not None:
+            self.stats.cached_calls += 1
+            return cached
+        async with self._semaphore:
+            completion = await self._call_with_retries(request)
+        self.store.put_call(key, prompt_id, self.backend.model_id, completion)
+        self.stats.new_calls += 1
+        self.stats.prompt_tokens += completion.prompt_tokens
+        self.stats.completion_tokens += completion.completion_tokens
+        return completion
+
+    async def generate_parsed(
+        self,
+        request: ChatRequest,
+        parse: Callable[[Completion], T],
+        *,
+        prompt_id: str,
+        max_attempts: int,
+        first_attempt: int = 0,
+    ) -> tuple[T, int]:
+        """Generate until `parse` accepts the output; returns the value and the attempts used.
+
+        Each attempt has its own cache key, so a retry after invalid output makes a fresh call,
+        while a rerun replays the same sequence of attempts.
+        """
+        last: ParseError | None = None
+        for attempt in range(first_attempt, first_attempt + max_attempts):
+            completion = await self.generate(request, prompt_id=prompt_id, attempt=attempt)
+            try:
+                return parse(completion), attempt - first_attempt + 1
+            except ParseError as exc:
+                last = exc
+        assert last is not None  # max_attempts >= 1 is validated in the config
+        raise ParseError(f"{last.message} (after {max_attempts} attempts)", raw=last.raw)
+
+    async def _call_with_retries(self, request: ChatRequest) -> Completion:
+        for retry in range(self.max_retries + 1):
+            try:
+                return await self.backend.complete(request)
+            except BackendError as exc:
+                if not exc.retryable or retry == self.max_retries:
+                    raise
+                self.stats.retries += 1
+                await self._sleep(self.backoff(retry, exc.retry_after))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def backoff(retry: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter; a server's Retry-After is honoured as a floor."""
+        delay = random.uniform(0, min(_BACKOFF_CAP, _BACKOFF_BASE * 2**retry))
+        return max(delay, retry_after) if retry_after is not None else delay

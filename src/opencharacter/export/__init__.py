@@ -1,0 +1,1 @@
+"""Run-directory files (characters, dialogues, failures, dataset card) and ecosystem export formats."""

@@ -1,0 +1,89 @@
+"""The dataset card (`README.md` of a run): what made the data, how much, at what cost."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from opencharacter import __version__
+from opencharacter.fileio import atomic_open
+from opencharacter.records import Dialogue
+from opencharacter.store import RunStore
+
+
+def write_card(store: RunStore) -> Path:
+    dialogues = list(store.records("dialogues", Dialogue))
+    by_strategy = Counter(d.strategy for d in dialogues)
+    by_source = Counter(d.source for d in dialogues)
+    failures = Counter(f.stage for f in store.failures())
+    usage = store.usage()
+    sessions = store.sessions()
+    models = sorted({d.model for d in dialogues} | {m.split(" · ", 1)[1] for m in usage})
+    prompts = sorted({d.prompt_version for d in dialogues} | {d.system_prompt_version for d in dialogues})
+    prompts = sorted(set(prompts) | {key.split(" · ", 1)[0] for key in usage})
+    lines = [
+        "---",
+        "language: [en]",
+        "tags: [role-playing, synthetic, opencharacter]",
+        "configs:",
+        "- config_name: dialogues",
+        "  data_files: dialogues.jsonl",
+        "- config_name: characters",
+        "  data_files: characters.jsonl",
+        "---",
+        "",
+        "# OpenCharacter synthetic role-play data",
+        "",
+        f"Made with opencharacter {__version__}, following *OpenCharacter: Training Customizable Role-Playing",
+        "LLMs with Large-Scale Synthetic Personas* (Wang et al., 2025).",
+        "",
+        "## Contents",
+        "",
+        "| file | records |",
+        "|---|---|",
+        f"| characters.jsonl | {store.count('profiles')} |",
+        f"| dialogues.jsonl | {len(dialogues)} |",
+        f"| failures.jsonl | {sum(failures.values())} |",
+        "",
+        "Dialogues by strategy: " + (", ".join(f"{k} {v}" for k, v in sorted(by_strategy.items())) or "none"),
+        "",
+        "Dialogues by source: " + (", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or "none"),
+        "",
+        "Failures by stage: " + (", ".join(f"{k} {v}" for k, v in sorted(failures.items())) or "none"),
+        "",
+        "## Models and prompts",
+        "",
+        *(f"- model: `{m}`" for m in models),
+        *(f"- prompt: `{p}` (templates ship in `opencharacter/prompts/`)" for p in prompts),
+        "",
+        "## Token usage",
+        "",
+        "| prompt · model | calls | prompt tokens | completion tokens |",
+        "|---|---|---|---|",
+        *(
+            f"| {key} | {u['calls']} | {u['prompt_tokens']} | {u['completion_tokens']} |"
+            for key, u in sorted(usage.items())
+        ),
+        "",
+        "## Commands and wall time",
+        "",
+        "| command | wall seconds | new calls | cached calls |",
+        "|---|---|---|---|",
+        *(
+            f"| {s['command']} | {s['wall_seconds']:.1f} | {s['new_calls']} | {s['cached_calls']} |"
+            for s in sessions
+        ),
+        f"| **total** | {sum(s['wall_seconds'] for s in sessions):.1f} | | |",
+        "",
+        "## Configuration",
+        "",
+        "```json",
+        json.dumps(store.get_meta("commands", []), indent=2),
+        "```",
+        "",
+    ]
+    path = store.run_dir / "README.md"
+    with atomic_open(path) as stream:
+        stream.write("\n".join(lines))
+    return path

@@ -1,0 +1,78 @@
+"""Export a run's dialogues in the formats trainers load: ShareGPT, Alpaca, OpenAI messages, Parquet."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from opencharacter.errors import ConfigError
+from opencharacter.fileio import atomic_open, write_jsonl
+from opencharacter.records import Dialogue
+
+_SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
+
+
+def to_sharegpt(dialogue: Dialogue) -> dict[str, Any]:
+    """FastChat/axolotl/LLaMA-Factory ShareGPT: system first, then human/gpt turns."""
+    return {
+        "id": dialogue.dialogue_id,
+        "conversations": [{"from": _SHAREGPT_FROM[m.role], "value": m.content} for m in dialogue.messages],
+    }
+
+
+def to_alpaca(dialogue: Dialogue) -> dict[str, Any]:
+    """LLaMA-Factory Alpaca: the last exchange as instruction/output, earlier ones as `history`."""
+    system = next((m.content for m in dialogue.messages if m.role == "system"), "")
+    turns = [m for m in dialogue.messages if m.role != "system"]
+    pairs = [(turns[i].content, turns[i + 1].content) for i in range(0, len(turns) - 1, 2)]
+    instruction, output = pairs[-1]
+    return {
+        "instruction": instruction,
+        "input": "",
+        "output": output,
+        "system": system,
+        "history": [list(pair) for pair in pairs[:-1]],
+    }
+
+
+def to_messages(dialogue: Dialogue) -> dict[str, Any]:
+    """OpenAI chat fine-tuning shape, which TRL's SFTTrainer reads directly."""
+    return {
+        "messages": [m.model_dump() for m in dialogue.messages],
+        "dialogue_id": dialogue.dialogue_id,
+        "character_id": dialogue.character_id,
+        "strategy": dialogue.strategy,
+    }
+
+
+def _write_parquet(path: Path, dialogues: Iterable[Dialogue]) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [d.model_dump(mode="json") for d in dialogues]
+    table = pa.Table.from_pylist(rows)
+    with atomic_open(path, "wb") as stream:
+        pq.write_table(table, stream)
+    return len(rows)
+
+
+_JSONL: dict[str, Callable[[Dialogue], dict[str, Any]]] = {
+    "sharegpt": to_sharegpt,
+    "alpaca": to_alpaca,
+    "messages": to_messages,
+}
+EXPORT_FORMATS: tuple[str, ...] = (*_JSONL, "parquet")
+
+
+def export_dialogues(dialogues: list[Dialogue], fmt: str, out: Path) -> tuple[Path, int]:
+    """Write `dialogues` as `fmt` into the directory `out`; returns the file and the row count."""
+    if fmt not in EXPORT_FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == "parquet":
+        path = out / "dialogues.parquet"
+        return path, _write_parquet(path, dialogues)
+    convert = _JSONL[fmt]
+    path = out / f"{fmt}.jsonl"
+    return path, write_jsonl(path, (json.dumps(convert(d), ensure_ascii=False) for d in dialogues))

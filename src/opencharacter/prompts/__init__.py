@@ -1,0 +1,88 @@
+"""Versioned prompt templates, one Jinja file per prompt: `<name>.v<N>.jinja`.
+
+A template defines `system` and `user` blocks. User text (personas, instructions, answers) is only
+ever passed in as *data*: it is substituted into the template, never compiled as one, and the
+environment is sandboxed, so `{{ ... }}` inside a persona stays literal text.
+The version is part of every cache key and record, so editing a prompt means adding `v<N+1>`.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from jinja2 import StrictUndefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from opencharacter.errors import ConfigError
+from opencharacter.records import ChatMessage
+
+_FILE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.jinja$")
+
+
+@functools.cache
+def _environment() -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        undefined=StrictUndefined, keep_trailing_newline=False, trim_blocks=True, lstrip_blocks=True
+    )
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    version: int
+    source: str
+
+    @property
+    def id(self) -> str:
+        """`name@vN`: what records and cache keys store."""
+        return f"{self.name}@v{self.version}"
+
+    def render_block(self, block: str, **variables: Any) -> str:
+        template = _environment().from_string(self.source)
+        if block not in template.blocks:
+            raise ConfigError(f"prompt {self.id} has no {{% block {block} %}}")
+        context = template.new_context(variables)
+        return "".join(template.blocks[block](context)).strip()
+
+    def has_block(self, block: str) -> bool:
+        return block in _environment().from_string(self.source).blocks
+
+    def render(self, **variables: Any) -> list[ChatMessage]:
+        """System and user messages; a template without a `user` block gives only the system message."""
+        messages = [ChatMessage(role="system", content=self.render_block("system", **variables))]
+        if self.has_block("user"):
+            messages.append(ChatMessage(role="user", content=self.render_block("user", **variables)))
+        return messages
+
+
+def _available() -> dict[str, dict[int, str]]:
+    found: dict[str, dict[int, str]] = {}
+    for entry in resources.files(__package__).iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            found.setdefault(match["name"], {})[int(match["version"])] = entry.read_text(encoding="utf-8")
+    return found
+
+
+@functools.cache
+def load_prompt(name: str, version: int | None = None) -> PromptTemplate:
+    """The named template at `version`, or its newest version."""
+    versions = _available().get(name)
+    if not versions:
+        raise ConfigError(f"unknown prompt {name!r}; available: {', '.join(sorted(_available()))}")
+    chosen = max(versions) if version is None else version
+    if chosen not in versions:
+        raise ConfigError(f"prompt {name!r} has no version {chosen}; available: {sorted(versions)}")
+    return PromptTemplate(name, chosen, versions[chosen])
+
+
+def parse_prompt_id(prompt_id: str) -> PromptTemplate:
+    """Inverse of `PromptTemplate.id`, for replaying what a run recorded."""
+    name, _, version = prompt_id.partition("@v")
+    if not version.isdigit():
+        raise ConfigError(f"malformed prompt id {prompt_id!r}; expected name@vN")
+    return load_prompt(name, int(version))
