@@ -52,7 +52,8 @@ class BackendConfig(Config):
 
 class ProfilesConfig(Config):
     sampling: Sampling = Field(
-        default_factory=lambda: Sampling(temperature=0.7, max_tokens=400), description="Sampling for profiles."
+        default_factory=lambda: Sampling(temperature=0.7, max_tokens=400),
+        description="Sampling for profiles.",
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per persona before it is recorded as failed.")
     prompt_version: int | None = Field(None, description="Profile prompt version (default: newest).")
@@ -62,7 +63,8 @@ class SynthesisConfig(Config):
     per_instruction: int = Field(3, ge=1, description="Distinct characters paired with each instruction (paper: 3).")
     seed: int = Field(0, description="Seed of the instruction-character pairing.")
     sampling: Sampling = Field(
-        default_factory=lambda: Sampling(temperature=0.7, max_tokens=512), description="Sampling for answers."
+        default_factory=lambda: Sampling(temperature=0.7, max_tokens=512),
+        description="Sampling for answers; max_tokens is per answer.",
     )
     max_attempts: int = Field(3, ge=1, le=20, description="Tries per dialogue before it is recorded as failed.")
     generate_prompt_version: int | None = Field(None, description="Generate prompt version (default: newest).")
@@ -149,3 +151,34 @@ def build(model: type[Config], data: dict[str, Any], source: str) -> Any:
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_message(exc, source)) from None
+
+
+def reference_markdown() -> str:
+    """The configuration reference in the README, generated from the field descriptions above."""
+    sections = [
+        ("backend", BackendConfig),
+        ("profiles", ProfilesConfig),
+        ("synthesis", SynthesisConfig),
+        ("sampling (inside profiles / synthesis)", Sampling),
+        ("personas", PersonaSource),
+        ("instructions[]", InstructionSource),
+        ("top level", PipelineConfig),
+    ]
+    lines = []
+    for title, model in sections:
+        lines += [f"**{title}**", "", "| key | default | meaning |", "|---|---|---|"]
+        for name, field in model.model_fields.items():
+            if isinstance(field.default, (str, int, float, bool)) or field.default is None:
+                default = "required" if field.is_required() else f"`{field.default!r}`"
+            elif field.default_factory is not None:
+                made = field.default_factory()  # type: ignore[call-arg]
+                if isinstance(made, BaseModel):
+                    changed = made.model_dump(exclude_defaults=True)
+                    default = ", ".join(f"`{k}={v!r}`" for k, v in changed.items()) or "its section's defaults"
+                else:
+                    default = f"`{made!r}`"
+            else:
+                default = "required"
+            lines.append(f"| `{name}` | {default} | {field.description or ''} |")
+        lines.append("")
+    return "\n".join(lines)

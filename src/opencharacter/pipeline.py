@@ -64,7 +64,11 @@ class RunSession:
         await self.backend.aclose()
         stats = self.engine.stats
         self.store.add_session(
-            self.command, self.started_wall, time.monotonic() - self.started, stats.new_calls, stats.cached_calls
+            self.command,
+            self.started_wall,
+            time.monotonic() - self.started,
+            stats.new_calls,
+            stats.cached_calls,
         )
         write_run_files(self.store)
         self.store.close()
@@ -122,7 +126,11 @@ def load_instruction_sources(
     loaded = []
     for source in sources:
         instructions, report = load_instructions(
-            source.path, fmt=source.format, skip_invalid=skip_invalid, limit=source.limit, source_name=source.name
+            source.path,
+            fmt=source.format,
+            skip_invalid=skip_invalid,
+            limit=source.limit,
+            source_name=source.name,
         )
         loaded.append((source, instructions, report))
     return loaded

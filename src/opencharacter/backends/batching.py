@@ -12,6 +12,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+_GATHER_TURNS = 8
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
@@ -56,8 +57,12 @@ class MicroBatcher(Generic[Item, Result]):
 
     async def _drain(self) -> None:
         while self._pending:
-            # Yield once so that callers scheduled in the same tick join this batch.
-            await asyncio.sleep(0)
+            # Let callers that are a few awaits behind (cache lookups, tokenising) join this batch:
+            # a generate call costs seconds, a few idle loop turns cost microseconds.
+            for _ in range(_GATHER_TURNS):
+                if len(self._pending) >= self._batch_size:
+                    break
+                await asyncio.sleep(0)
             batch = self._next_batch()
             try:
                 results = await asyncio.to_thread(self._run_batch, [p.item for p in batch])
@@ -68,6 +73,6 @@ class MicroBatcher(Generic[Item, Result]):
                 if isinstance(exc, asyncio.CancelledError):
                     raise
                 continue
-            for pending, result in zip(batch, results):
+            for pending, result in zip(batch, results, strict=True):
                 if not pending.future.done():
                     pending.future.set_result(result)

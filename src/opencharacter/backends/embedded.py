@@ -59,10 +59,19 @@ def embedded_model_dir() -> Path:
     return target
 
 
+def quiet_transformers() -> None:
+    """Our own progress bar is the one users should see, not transformers' per-load bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _convert(source: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_transformers()
     staging = target.with_name(target.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     tokenizer = AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)

@@ -17,7 +17,16 @@ from opencharacter.errors import BackendError
 from opencharacter.hashing import canonical_json, content_hash
 from opencharacter.records import ChatRequest, Completion
 
-_NAMES = ["Ada Quill", "Bram Oduya", "Chen Li", "Dara Voss", "Eli Marsh", "Fatima Noor", "Gus Hale", "Hana Sato"]
+_NAMES = [
+    "Ada Quill",
+    "Bram Oduya",
+    "Chen Li",
+    "Dara Voss",
+    "Eli Marsh",
+    "Fatima Noor",
+    "Gus Hale",
+    "Hana Sato",
+]
 
 
 def fake_value(schema: dict[str, Any], seed: str, root: dict[str, Any]) -> Any:
@@ -41,6 +50,8 @@ def fake_value(schema: dict[str, Any], seed: str, root: dict[str, Any]) -> Any:
     if seed.endswith(".name"):
         return _NAMES[index % len(_NAMES)]
     text = f"fake {seed.rsplit('.', 1)[-1]} {index % 1000}"
+    while len(text) < schema.get("minLength", 0):
+        text += " and more"
     return text[: schema.get("maxLength", len(text))]
 
 

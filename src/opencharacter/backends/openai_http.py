@@ -78,8 +78,7 @@ class OpenAIBackend(Backend):
         key = os.environ.get(config.api_key_env)
         if not key and self.base_url == OPENAI_URL:
             raise ConfigError(
-                f"no API key: set the environment variable {config.api_key_env}, "
-                "or point --base-url at your own server"
+                f"no API key: set the environment variable {config.api_key_env}, or point --base-url at your own server"
             )
         self._headers = {"Content-Type": "application/json"}
         if key:

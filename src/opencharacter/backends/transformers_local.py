@@ -6,6 +6,7 @@ enforced with xgrammar's constrained decoding, without which a small model's JSO
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any
 
 from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
-from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME, embedded_model_dir
+from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME, embedded_model_dir, quiet_transformers
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
@@ -46,6 +47,7 @@ class LocalModel:
             from transformers import AutoModelForCausalLM, AutoTokenizer
         except ImportError as exc:
             raise MissingDependencyError(exc.name or "transformers", "local") from None
+        quiet_transformers()
         path = resolve_model_path(model)
         self.device = pick_device(device)
         torch.manual_seed(seed)
@@ -108,7 +110,7 @@ class LocalModel:
             output = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         eos_ids = self._eos_ids()
         completions = []
-        for row, prompt in zip(output[:, width:].tolist(), prompts):
+        for row, prompt in zip(output[:, width:].tolist(), prompts, strict=True):
             stop = next((i for i, token in enumerate(row) if token in eos_ids), None)
             tokens = row if stop is None else row[:stop]
             completions.append(
@@ -162,7 +164,7 @@ class TransformersBackend(Backend):
             raise BackendError(f"local generation failed ({exc}); try a smaller --batch-size") from None
 
     async def complete(self, request: ChatRequest) -> Completion:
-        import asyncio
-
-        local = await asyncio.to_thread(self.local_model)
+        # Only the first caller pays a thread hop (loading takes seconds); later ones must reach
+        # the batcher in the same tick so that they share a batch.
+        local = self._local or await asyncio.to_thread(self.local_model)
         return await self._batcher.submit((request, local.prompt_ids(request)))

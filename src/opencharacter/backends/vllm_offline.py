@@ -17,7 +17,7 @@ from opencharacter.records import ChatRequest, Completion
 
 
 def sampling_kwargs(request: ChatRequest) -> dict[str, Any]:
-    """Keyword arguments for `vllm.SamplingParams`, structured outputs as a plain dict (testable without vLLM)."""
+    """Keyword arguments for `vllm.SamplingParams`, as plain data so they are testable without vLLM."""
     sampling = request.sampling
     kwargs: dict[str, Any] = {
         "temperature": sampling.temperature,

@@ -65,7 +65,8 @@ def demo(
         "  README.md          the dataset card: models, prompts, counts, tokens, wall time\n"
         "  exports/           ShareGPT, Alpaca, messages JSONL and Parquet\n"
         "The embedded SmolLM2-135M model is for trying the tool: real data needs a strong teacher model,\n"
-        "e.g. --backend openai --base-url http://localhost:8000/v1 --model meta-llama/Meta-Llama-3-70B-Instruct."
+        "e.g. --backend openai --base-url http://localhost:8000/v1 \\\n"
+        "     --model meta-llama/Meta-Llama-3-70B-Instruct"
     )
 
 

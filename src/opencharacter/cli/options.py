@@ -6,37 +6,41 @@ Flags default to None so we can tell "not given" from "given": defaults < YAML <
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
 from opencharacter.config import BackendConfig, PipelineConfig, build, load_yaml, merge
 
 Backend = Annotated[
-    Optional[str], typer.Option("--backend", help="transformers (default), openai, vllm.", rich_help_panel="Model")
+    str | None,
+    typer.Option("--backend", help="transformers (default), openai, vllm.", rich_help_panel="Model"),
 ]
 Model = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model", help="Hub id, local directory, or 'embedded' (default).", rich_help_panel="Model"),
 ]
 BaseUrl = Annotated[
-    Optional[str], typer.Option("--base-url", help="OpenAI-compatible server URL.", rich_help_panel="Model")
+    str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.", rich_help_panel="Model")
 ]
 ApiKeyEnv = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--api-key-env", help="Environment variable holding the API key.", rich_help_panel="Model"),
 ]
 Concurrency = Annotated[
-    Optional[int], typer.Option("--concurrency", help="Requests in flight (default 64).", rich_help_panel="Model")
+    int | None,
+    typer.Option("--concurrency", help="Requests in flight (default 64).", rich_help_panel="Model"),
 ]
 BatchSize = Annotated[
-    Optional[int], typer.Option("--batch-size", help="Local backends: batch size (default 16).", rich_help_panel="Model")
+    int | None,
+    typer.Option("--batch-size", help="Local backends: batch size (default 16).", rich_help_panel="Model"),
 ]
 ConfigFile = Annotated[
-    Optional[Path], typer.Option("--config", help="YAML config (same shape as for `run`).", rich_help_panel="Model")
+    Path | None,
+    typer.Option("--config", help="YAML config (same shape as for `run`).", rich_help_panel="Model"),
 ]
-Temperature = Annotated[Optional[float], typer.Option("--temperature", help="Sampling temperature.")]
-MaxTokens = Annotated[Optional[int], typer.Option("--max-tokens", help="Max generated tokens per call.")]
+Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature.")]
+MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Max generated tokens per call.")]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Try again the items recorded as failed.")]
 SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed input records and report them.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -30,9 +30,11 @@ RunDir = Annotated[Path, typer.Option("--run", "--out", help="Run directory (cre
 def profiles(
     personas: Annotated[Path, typer.Option("--personas", help="Persona file, datasets dir or hub dataset id.")],
     run: RunDir,
-    persona_format: Annotated[str, typer.Option("--persona-format", help="auto, persona, personahub, text, dataset.")] = "auto",
-    persona_column: Annotated[Optional[str], typer.Option("--persona-column", help="Column with the persona.")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Use at most this many personas.")] = None,
+    persona_format: Annotated[
+        str, typer.Option("--persona-format", help="auto, persona, personahub, text, dataset.")
+    ] = "auto",
+    persona_column: Annotated[str | None, typer.Option("--persona-column", help="Column with the persona.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use at most this many personas.")] = None,
     backend: opt.Backend = None,
     model: opt.Model = None,
     base_url: opt.BaseUrl = None,
@@ -52,7 +54,9 @@ def profiles(
     backend_config = opt.backend_config(
         data, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size), source
     )
-    stage_config = build(ProfilesConfig, opt.section(data, "profiles", opt.sampling_overrides(temperature, max_tokens)), source)
+    stage_config = build(
+        ProfilesConfig, opt.section(data, "profiles", opt.sampling_overrides(temperature, max_tokens)), source
+    )
     loaded, report = load_personas(
         personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit
     )
@@ -65,13 +69,18 @@ def profiles(
 def synthesize_command(
     instructions: Annotated[list[Path], typer.Option("--instructions", help="Instruction file(s); repeatable.")],
     run: RunDir,
-    strategy: Annotated[list[str], typer.Option("--strategy", help="generate (G) and/or rewrite (R); repeatable.")] = [
-        "generate"
-    ],
-    instruction_format: Annotated[str, typer.Option("--format", help="auto, alpaca, lima, personahub, sharegpt, messages.")] = "auto",
-    per_instruction: Annotated[Optional[int], typer.Option("--per-instruction", help="Characters per instruction (default 3).")] = None,
-    seed: Annotated[Optional[int], typer.Option("--seed", help="Pairing seed (default 0).")] = None,
-    limit: Annotated[Optional[int], typer.Option("--limit", help="Use at most this many instructions per file.")] = None,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", help="generate (G, default) and/or rewrite (R); repeatable."),
+    ] = None,
+    instruction_format: Annotated[
+        str, typer.Option("--format", help="auto, alpaca, lima, personahub, sharegpt, messages.")
+    ] = "auto",
+    per_instruction: Annotated[
+        int | None, typer.Option("--per-instruction", help="Characters per instruction (default 3).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Pairing seed (default 0).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="Use at most this many instructions per file.")] = None,
     backend: opt.Backend = None,
     model: opt.Model = None,
     base_url: opt.BaseUrl = None,
@@ -86,6 +95,7 @@ def synthesize_command(
     quiet: opt.Quiet = False,
 ) -> None:
     """Answer instructions in character: rewrite (R) the original answers or generate (G) new ones."""
+    strategy = strategy or ["generate"]
     data = opt.config_data(config)
     source = str(config or "flags")
     backend_config = opt.backend_config(
@@ -98,14 +108,23 @@ def synthesize_command(
         if name not in ("generate", "rewrite"):
             raise ConfigError(f"--strategy must be generate or rewrite, got {name!r}")
     sources = [
-        build(InstructionSource, {"path": str(p), "format": instruction_format, "strategies": strategy, "limit": limit}, source)
+        build(
+            InstructionSource,
+            {"path": str(p), "format": instruction_format, "strategies": strategy, "limit": limit},
+            source,
+        )
         for p in instructions
     ]
     loaded = load_instruction_sources(sources, skip_invalid)
     print_loads([report for _, _, report in loaded])
     session = RunSession(run, backend_config, "synthesize", show_progress=not quiet)
     session.record_config(
-        "synthesis", {"instructions": [str(p) for p in instructions], "strategies": strategy, **stage_config.model_dump(mode="json")}
+        "synthesis",
+        {
+            "instructions": [str(p) for p in instructions],
+            "strategies": strategy,
+            **stage_config.model_dump(mode="json"),
+        },
     )
 
     async def steps() -> None:
@@ -117,7 +136,7 @@ def synthesize_command(
 
 def run_command(
     config: Annotated[Path, typer.Argument(help="Pipeline YAML: run, backend, personas, instructions, …")],
-    run: Annotated[Optional[Path], typer.Option("--run", "--out", help="Override the run directory.")] = None,
+    run: Annotated[Path | None, typer.Option("--run", "--out", help="Override the run directory.")] = None,
     backend: opt.Backend = None,
     model: opt.Model = None,
     base_url: opt.BaseUrl = None,
@@ -188,9 +207,9 @@ def export_run(run: Path, fmt: str, out: Path | None) -> Path:
 
 def export_command(
     run: Annotated[Path, typer.Option("--run", help="Run directory.")],
-    fmt: Annotated[list[str], typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}; repeatable.")] = ["messages"],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Directory for the files (default RUN/exports).")] = None,
+    fmt: Annotated[list[str] | None, typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}; repeatable.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Directory for the files (default RUN/exports).")] = None,
 ) -> None:
     """Write the run's dialogues as ShareGPT, Alpaca, messages JSONL or Parquet."""
-    for name in fmt:
+    for name in fmt or ["messages"]:
         export_run(run, name, out)

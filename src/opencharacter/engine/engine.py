@@ -57,7 +57,9 @@ class Engine:
         self._sleep = sleep
 
     def cache_key(self, request: ChatRequest, prompt_id: str, attempt: int) -> str:
-        return content_hash("call", prompt_id, self.backend.model_id, request.model_dump(mode="json"), attempt, length=32)
+        return content_hash(
+            "call", prompt_id, self.backend.model_id, request.model_dump(mode="json"), attempt, length=32
+        )
 
     async def generate(self, request: ChatRequest, *, prompt_id: str, attempt: int = 0) -> Completion:
         """One completion, from the store if this exact call was made before."""

@@ -35,8 +35,8 @@ def write_card(store: RunStore) -> Path:
         "",
         "# OpenCharacter synthetic role-play data",
         "",
-        f"Made with opencharacter {__version__}, following *OpenCharacter: Training Customizable Role-Playing",
-        "LLMs with Large-Scale Synthetic Personas* (Wang et al., 2025).",
+        f"Made with opencharacter {__version__}, following *OpenCharacter: Training Customizable",
+        "Role-Playing LLMs with Large-Scale Synthetic Personas* (Wang et al., 2025).",
         "",
         "## Contents",
         "",
@@ -70,10 +70,7 @@ def write_card(store: RunStore) -> Path:
         "",
         "| command | wall seconds | new calls | cached calls |",
         "|---|---|---|---|",
-        *(
-            f"| {s['command']} | {s['wall_seconds']:.1f} | {s['new_calls']} | {s['cached_calls']} |"
-            for s in sessions
-        ),
+        *(f"| {s['command']} | {s['wall_seconds']:.1f} | {s['new_calls']} | {s['cached_calls']} |" for s in sessions),
         f"| **total** | {sum(s['wall_seconds'] for s in sessions):.1f} | | |",
         "",
         "## Configuration",

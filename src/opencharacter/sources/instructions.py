@@ -18,7 +18,13 @@ from opencharacter.records import ChatMessage, Instruction
 from opencharacter.sources.reader import InvalidHandler, LoadReport, read_json_items
 
 _USER_PROMPT_PREFIX = re.compile(r"^\s*user\s*prompt\s*:\s*", re.IGNORECASE)
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "chatgpt": "assistant",
+}
 
 
 class RecordProblem(ValueError):
@@ -108,9 +114,10 @@ def detect_format(item: dict[str, Any]) -> str:
         return "personahub"
     if "instruction" in item:
         return "alpaca"
-    conversations = item.get("conversations")
-    if isinstance(conversations, list) and conversations:
-        return "sharegpt" if isinstance(conversations[0], dict) else "lima"
+    if "conversations" in item:
+        conversations = item["conversations"]
+        first = conversations[0] if isinstance(conversations, list) and conversations else None
+        return "sharegpt" if isinstance(first, dict) else "lima"
     raise RecordProblem(
         "unrecognised record: expected Alpaca 'instruction', LIMA/ShareGPT 'conversations', "
         "Persona Hub 'synthesized text' or 'messages'"

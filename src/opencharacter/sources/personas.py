@@ -93,7 +93,7 @@ def _dataset_rows(source: str, column: str | None, split: str) -> Iterator[tuple
     import datasets  # heavy: imported only for this source
 
     path = Path(source)
-    if path.is_dir() and (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+    if (path.is_dir() and (path / "dataset_info.json").exists()) or (path / "dataset_dict.json").exists():
         loaded = datasets.load_from_disk(source)
         table = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
     else:

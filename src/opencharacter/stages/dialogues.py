@@ -15,7 +15,15 @@ from opencharacter.engine import Engine, WorkItem
 from opencharacter.errors import ParseError
 from opencharacter.hashing import content_hash
 from opencharacter.prompts import PromptTemplate, load_prompt
-from opencharacter.records import Character, ChatMessage, ChatRequest, Completion, Dialogue, Instruction, Strategy
+from opencharacter.records import (
+    Character,
+    ChatMessage,
+    ChatRequest,
+    Completion,
+    Dialogue,
+    Instruction,
+    Strategy,
+)
 from opencharacter.system_prompt import system_template
 
 STAGE = "dialogues"
@@ -45,13 +53,22 @@ def dialogue_items(
     return items, skipped
 
 
-def rewrite_schema(answers: int) -> dict[str, Any]:
+def min_rewrite_chars(originals: list[str]) -> int:
+    """A floor on rewritten answer length: a third of the shortest original, at most 80 characters.
+
+    Without it a weak teacher "rewrites" a paragraph as a single word, which is valid JSON but
+    not a dialogue worth training on.
+    """
+    return max(1, min(80, min(len(a) for a in originals) // 3))
+
+
+def rewrite_schema(answers: int, min_chars: int = 1) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
             "answers": {
                 "type": "array",
-                "items": {"type": "string", "minLength": 1, "maxLength": _MAX_ANSWER_CHARS},
+                "items": {"type": "string", "minLength": min_chars, "maxLength": _MAX_ANSWER_CHARS},
                 "minItems": answers,
                 "maxItems": answers,
             }
@@ -61,7 +78,7 @@ def rewrite_schema(answers: int) -> dict[str, Any]:
     }
 
 
-def parse_rewrite(expected: int):
+def parse_rewrite(expected: int, min_chars: int = 1):
     def parse(completion: Completion) -> list[str]:
         try:
             answers = json.loads(completion.text)["answers"]
@@ -71,8 +88,8 @@ def parse_rewrite(expected: int):
         if not isinstance(answers, list) or len(answers) != expected:
             got = len(answers) if isinstance(answers, list) else type(answers).__name__
             raise ParseError(f"rewrite returned {got} answers, expected {expected}", raw=completion.text)
-        if not all(isinstance(a, str) and a.strip() for a in answers):
-            raise ParseError("rewrite returned an empty answer", raw=completion.text)
+        if not all(isinstance(a, str) and len(a.strip()) >= min_chars for a in answers):
+            raise ParseError(f"rewrite returned an answer shorter than {min_chars} characters", raw=completion.text)
         return [a.strip() for a in answers]
 
     return parse
@@ -97,7 +114,11 @@ class DialogueMaker:
     async def work(self, item: WorkItem[Pairing], first_attempt: int) -> Dialogue:
         pairing = item.payload
         if pairing.strategy == "rewrite":
-            answers, reasons, template = await self._rewrite(pairing, first_attempt), [], self.rewrite_template
+            answers, reasons, template = (
+                await self._rewrite(pairing, first_attempt),
+                [],
+                self.rewrite_template,
+            )
         else:
             answers, reasons = await self._generate(pairing, first_attempt)
             template = self.generate_template
@@ -110,8 +131,11 @@ class DialogueMaker:
                 ),
             )
         ]
-        for user, answer in zip(pairing.instruction.user_turns, answers):
-            messages += [ChatMessage(role="user", content=user), ChatMessage(role="assistant", content=answer)]
+        for user, answer in zip(pairing.instruction.user_turns, answers, strict=True):
+            messages += [
+                ChatMessage(role="user", content=user),
+                ChatMessage(role="assistant", content=answer),
+            ]
         return Dialogue(
             dialogue_id=item.id,
             question_id=pairing.instruction.question_id,
@@ -130,6 +154,7 @@ class DialogueMaker:
         """R: the whole session in one structured call; user turns are never sent back for editing."""
         instruction, character = pairing.instruction, pairing.character
         expected = len(instruction.answers)
+        min_chars = min_rewrite_chars(instruction.answers)
         request = ChatRequest(
             messages=self.rewrite_template.render(
                 persona=character.persona,
@@ -137,13 +162,16 @@ class DialogueMaker:
                 turns=[t.model_dump() for t in instruction.turns],
                 answers=instruction.answers,
             ),
-            sampling=self.config.sampling,
-            response_schema=rewrite_schema(expected),
+            # max_tokens is per answer; one rewrite call carries all of a session's answers.
+            sampling=self.config.sampling.model_copy(
+                update={"max_tokens": self.config.sampling.max_tokens * expected + 16}
+            ),
+            response_schema=rewrite_schema(expected, min_chars),
             schema_name="rewritten_answers",
         )
         answers, _ = await self.engine.generate_parsed(
             request,
-            parse_rewrite(expected),
+            parse_rewrite(expected, min_chars),
             prompt_id=self.rewrite_template.id,
             max_attempts=self.config.max_attempts,
             first_attempt=first_attempt,

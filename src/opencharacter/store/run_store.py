@@ -114,8 +114,12 @@ class RunStore:
         return json.loads(row[0]) if row else default
 
     def add_session(self, command: str, started: float, wall: float, new_calls: int, cached_calls: int) -> None:
-        self._db.execute("INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (command, started, wall, new_calls, cached_calls))
+        self._db.execute(
+            "INSERT INTO sessions VALUES (?, ?, ?, ?, ?)", (command, started, wall, new_calls, cached_calls)
+        )
 
     def sessions(self) -> list[dict[str, Any]]:
         keys = ("command", "started", "wall_seconds", "new_calls", "cached_calls")
-        return [dict(zip(keys, row)) for row in self._db.execute("SELECT * FROM sessions ORDER BY started")]
+        return [
+            dict(zip(keys, row, strict=True)) for row in self._db.execute("SELECT * FROM sessions ORDER BY started")
+        ]

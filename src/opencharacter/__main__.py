@@ -1,0 +1,3 @@
+from opencharacter.cli.app import entrypoint
+
+entrypoint()
