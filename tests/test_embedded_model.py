@@ -79,7 +79,9 @@ def test_openai_backend_against_a_server_answering_from_the_embedded_model(embed
 
 def test_demo_pipeline_end_to_end_on_the_embedded_model(tmp_path, run_cli):
     run = tmp_path / "demo"
-    code, _, err = run_cli("demo", "--run", run, "--personas", 2, "--instructions", 3, "--per-instruction", 1, "-q")
+    code, _, err = run_cli(
+        "demo", "--run", run, "--personas", 2, "--instructions", 3, "--per-instruction", 1, "--no-train", "-q"
+    )
     assert code == 0, err
     characters = read_jsonl(run / "characters.jsonl")
     dialogues = read_jsonl(run / "dialogues.jsonl")
@@ -92,4 +94,4 @@ def test_demo_pipeline_end_to_end_on_the_embedded_model(tmp_path, run_cli):
     for name in ("sharegpt.jsonl", "alpaca.jsonl", "messages.jsonl", "dialogues.parquet"):
         assert (run / "exports" / name).exists()
     assert "SmolLM2-135M-Instruct (embedded)" in (run / "README.md").read_text()
-    assert "real data needs a strong teacher model" in err
+    assert "real data needs a strong teacher model" in " ".join(err.split())

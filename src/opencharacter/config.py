@@ -74,6 +74,40 @@ class SynthesisConfig(Config):
     )
 
 
+class TrainConfig(Config):
+    model: str = Field("embedded", description="Base model: hub id, local directory, or 'embedded'.")
+    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters (peft) or full fine-tuning.")
+    lora_r: int = Field(16, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="Modules that get adapters: 'all-linear' or a list such as [q_proj, v_proj]."
+    )
+    learning_rate: float = Field(2e-4, gt=0, description="Peak learning rate (LoRA; use ~1e-5 for full).")
+    epochs: float = Field(1.0, gt=0, description="Passes over the training dialogues.")
+    max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
+    batch_size: int = Field(8, ge=1, description="Dialogues per device per step.")
+    gradient_accumulation: int = Field(1, ge=1, description="Steps accumulated per optimizer update.")
+    max_length: int = Field(1024, ge=16, description="Tokens per dialogue; longer ones are truncated and counted.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of steps with linear warm-up.")
+    scheduler: str = Field("cosine", description="Learning-rate schedule (any transformers scheduler name).")
+    packing: bool = Field(False, description="Pack several dialogues into one sequence (TRL BFD packing).")
+    seed: int = Field(0, description="Seed for the character split, shuffling and initialisation.")
+    validation_characters: float = Field(
+        0.1, ge=0, lt=1, description="Fraction of *characters* held out; their dialogues give the validation loss."
+    )
+    eval_steps: int = Field(10, ge=1, description="Validation-loss interval in optimizer steps.")
+    save_steps: int = Field(50, ge=1, description="Checkpoint interval in optimizer steps.")
+    logging_steps: int = Field(1, ge=1, description="Training-loss logging interval.")
+    merge: bool = Field(False, description="Also write the LoRA weights merged into the base model (merged/).")
+    gradient_checkpointing: bool | None = Field(
+        None, description="Trade compute for memory; default: on with CUDA, off on CPU (where it only costs time)."
+    )
+    strategies: list[Literal["generate", "rewrite"]] | None = Field(
+        None, description="Train only on these strategies (default: all dialogues)."
+    )
+
+
 class PersonaSource(Config):
     path: str = Field(description="File (jsonl/json/txt), saved datasets directory, or hub dataset id.")
     format: Literal["auto", "persona", "personahub", "text", "dataset"] = "auto"
@@ -102,6 +136,7 @@ class PipelineConfig(Config):
         default_factory=list, description="Export formats written after synthesis."
     )
     skip_invalid: bool = Field(False, description="Skip malformed input records (and report them).")
+    train: TrainConfig | None = Field(None, description="Training settings (`opencharacter train --config`).")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -159,6 +194,7 @@ def reference_markdown() -> str:
         ("backend", BackendConfig),
         ("profiles", ProfilesConfig),
         ("synthesis", SynthesisConfig),
+        ("train", TrainConfig),
         ("sampling (inside profiles / synthesis)", Sampling),
         ("personas", PersonaSource),
         ("instructions[]", InstructionSource),

@@ -14,18 +14,12 @@ from typing import Any
 
 from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
-from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME, embedded_model_dir, quiet_transformers
+from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME
+from opencharacter.backends.model_loading import load_model_and_tokenizer
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
 from opencharacter.records import ChatRequest, Completion
-
-
-def resolve_model_path(model: str) -> str:
-    """'embedded' → the converted checkpoint; a directory stays; anything else is a hub id the user named."""
-    if model == EMBEDDED_NAME:
-        return str(embedded_model_dir())
-    return model
 
 
 def pick_device(requested: str) -> str:
@@ -44,20 +38,16 @@ class LocalModel:
     def __init__(self, model: str, device: str = "auto", seed: int = 0) -> None:
         try:
             import torch
-            from transformers import AutoModelForCausalLM, AutoTokenizer
-        except ImportError as exc:
-            raise MissingDependencyError(exc.name or "transformers", "local") from None
-        quiet_transformers()
-        path = resolve_model_path(model)
+        except ImportError:
+            raise MissingDependencyError("torch", "local") from None
+
         self.device = pick_device(device)
         torch.manual_seed(seed)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        dtype = torch.bfloat16 if self.device.startswith("cuda") and torch.cuda.is_bf16_supported() else None
+        self.model, self.tokenizer = load_model_and_tokenizer(model, self.device, dtype)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = torch.bfloat16 if self.device.startswith("cuda") and torch.cuda.is_bf16_supported() else None
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype or torch.float32).to(self.device)
-        self.model.eval()
         self._grammars: dict[str, Any] = {}
         self._compiler: Any = None
         self._lock = threading.Lock()

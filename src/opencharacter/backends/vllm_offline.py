@@ -10,7 +10,7 @@ from typing import Any
 
 from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
-from opencharacter.backends.transformers_local import resolve_model_path
+from opencharacter.backends.model_loading import resolve_model_path
 from opencharacter.config import BackendConfig
 from opencharacter.errors import MissingDependencyError
 from opencharacter.records import ChatRequest, Completion

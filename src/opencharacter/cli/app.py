@@ -8,7 +8,7 @@ import click
 import typer
 
 from opencharacter import __version__
-from opencharacter.cli import demo, serve, synth
+from opencharacter.cli import chat, demo, serve, synth, train
 from opencharacter.errors import OpenCharacterError
 
 app = typer.Typer(
@@ -39,6 +39,8 @@ app.command("profiles")(synth.profiles)
 app.command("synthesize")(synth.synthesize_command)
 app.command("run")(synth.run_command)
 app.command("export")(synth.export_command)
+app.command("train")(train.train_command)
+app.command("chat")(chat.chat_command)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 

@@ -14,7 +14,7 @@ from opencharacter.sources import LoadReport
 if TYPE_CHECKING:
     from opencharacter.pipeline import RunSession
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def print_loads(reports: list[LoadReport]) -> None:

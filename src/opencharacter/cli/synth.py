@@ -18,9 +18,9 @@ from opencharacter.config import (
     build,
 )
 from opencharacter.errors import ConfigError
-from opencharacter.export.formats import EXPORT_FORMATS, export_dialogues
+from opencharacter.export.formats import EXPORT_FORMATS, export_cards, export_dialogues
 from opencharacter.pipeline import RunSession, load_instruction_sources, make_profiles, synthesize
-from opencharacter.records import Dialogue
+from opencharacter.records import Character, Dialogue
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
 
@@ -197,6 +197,10 @@ def export_run(run: Path, fmt: str, out: Path | None) -> Path:
         raise ConfigError(f"{run} is not a run directory (no store.sqlite); make one with `opencharacter profiles`")
     store = RunStore(run)
     try:
+        if fmt == "cards":
+            path, rows = export_cards(list(store.records("profiles", Character)), out or run / "exports" / "cards")
+            typer.echo(f"wrote {rows} character cards (JSON and PNG) to {path}")
+            return path
         dialogues = list(store.records("dialogues", Dialogue))
     finally:
         store.close()
@@ -207,7 +211,9 @@ def export_run(run: Path, fmt: str, out: Path | None) -> Path:
 
 def export_command(
     run: Annotated[Path, typer.Option("--run", help="Run directory.")],
-    fmt: Annotated[list[str] | None, typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}; repeatable.")] = None,
+    fmt: Annotated[
+        list[str] | None, typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}, cards; repeatable.")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for the files (default RUN/exports).")] = None,
 ) -> None:
     """Write the run's dialogues as ShareGPT, Alpaca, messages JSONL or Parquet."""

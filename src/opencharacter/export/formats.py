@@ -9,7 +9,7 @@ from typing import Any
 
 from opencharacter.errors import ConfigError
 from opencharacter.fileio import atomic_open, write_jsonl
-from opencharacter.records import Dialogue
+from opencharacter.records import Character, Dialogue
 
 _SHAREGPT_FROM = {"system": "system", "user": "human", "assistant": "gpt"}
 
@@ -66,10 +66,21 @@ _JSONL: dict[str, Callable[[Dialogue], dict[str, Any]]] = {
 EXPORT_FORMATS: tuple[str, ...] = (*_JSONL, "parquet")
 
 
+def export_cards(characters: list[Character], out: Path) -> tuple[Path, int]:
+    """One Character Card V2 per character, as `<id>.json` and `<id>.png` (card in the `chara` chunk)."""
+    from opencharacter.cards import card_from_character, write_card_json, write_card_png
+
+    for character in characters:
+        card = card_from_character(character)
+        write_card_json(card, out / f"{character.character_id}.json")
+        write_card_png(card, out / f"{character.character_id}.png")
+    return out, len(characters)
+
+
 def export_dialogues(dialogues: list[Dialogue], fmt: str, out: Path) -> tuple[Path, int]:
     """Write `dialogues` as `fmt` into the directory `out`; returns the file and the row count."""
     if fmt not in EXPORT_FORMATS:
-        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}, cards")
     if fmt == "parquet":
         path = out / "dialogues.parquet"
         return path, _write_parquet(path, dialogues)

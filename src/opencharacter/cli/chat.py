@@ -1,0 +1,78 @@
+"""`opencharacter chat`: talk to a model as a character, interactively or one message at a time."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from opencharacter.chat.characters import resolve_character
+from opencharacter.chat.session import ChatModel, ChatSession, system_prompt_version_for
+from opencharacter.cli import options as opt
+from opencharacter.records import Sampling
+
+HELP = "commands: /reset (clear history), /character SPEC (switch), /save FILE, /quit"
+
+
+def chat_command(
+    character: Annotated[
+        str, typer.Option("--character", help="Id or name from --run, a card .json/.png, or a one-line persona.")
+    ],
+    model: opt.Model = None,
+    run: Annotated[Path | None, typer.Option("--run", help="Run directory to look characters up in.")] = None,
+    message: Annotated[str | None, typer.Option("--message", help="Send one message, print the answer, exit.")] = None,
+    backend: opt.Backend = None,
+    base_url: opt.BaseUrl = None,
+    api_key_env: opt.ApiKeyEnv = None,
+    config: opt.ConfigFile = None,
+    temperature: opt.Temperature = None,
+    max_tokens: opt.MaxTokens = None,
+) -> None:
+    """Chat in character with a local model or adapter, or any OpenAI-compatible endpoint."""
+    data = opt.config_data(config)
+    overrides = opt.backend_overrides(backend, model, base_url, api_key_env, None, None)
+    backend_config = opt.backend_config(data, overrides, str(config or "flags"))
+    sampling = Sampling(**{"temperature": 0.7, "max_tokens": 256, **opt.sampling_overrides(temperature, max_tokens)})
+    session = ChatSession(
+        ChatModel(backend_config),
+        resolve_character(character, run),
+        sampling,
+        system_prompt_version_for(backend_config.model),
+    )
+    if message is not None:
+        for piece in session.reply(message):
+            sys.stdout.write(piece)
+        sys.stdout.write("\n")
+        return
+    typer.echo(f"chatting with {session.character.label} — {HELP}", err=True)
+    while True:
+        try:
+            text = input("you> ").strip()
+        except EOFError:
+            break
+        if not text:
+            continue
+        if text in ("/quit", "/exit"):
+            break
+        if text == "/reset":
+            session.reset()
+            typer.echo("(history cleared)", err=True)
+            continue
+        if text.startswith("/character "):
+            session.set_character(resolve_character(text.split(" ", 1)[1], run))
+            typer.echo(f"(now chatting with {session.character.label})", err=True)
+            continue
+        if text.startswith("/save"):
+            target = Path(text.split(" ", 1)[1] if " " in text else "chat.json")
+            typer.echo(f"(saved to {session.save(target)})", err=True)
+            continue
+        if text.startswith("/"):
+            typer.echo(HELP, err=True)
+            continue
+        sys.stdout.write(f"{session.character.label}> ")
+        for piece in session.reply(text):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        sys.stdout.write("\n")

@@ -1,0 +1,126 @@
+"""Real training (TRL + peft on the embedded model, CPU) and chat against the result (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from opencharacter.cards import card_from_character, write_card_json
+from opencharacter.records import Character
+from opencharacter.samples import sample_path
+from opencharacter.server import ScriptedResponder, serve_in_thread
+from tests.conftest import read_jsonl
+
+pytestmark = pytest.mark.slow
+
+TRAIN_FLAGS = ("--max-length", 320, "--batch-size", 2, "--learning-rate", 1e-3)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, personas_file):
+    from opencharacter.cli.app import main
+
+    run = tmp_path_factory.mktemp("train") / "run"
+    assert (
+        main(
+            ["profiles", "--personas", str(personas_file), "--out", str(run), "--limit", "8", "--backend", "fake", "-q"]
+        )
+        == 0
+    )
+    assert main(["synthesize", "--run", str(run), "--instructions", str(sample_path("instructions.jsonl")),
+                 "--limit", "8", "--per-instruction", "2", "--backend", "fake", "-q"]) == 0  # fmt: skip
+    return run
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_run, tmp_path_factory):
+    from opencharacter.cli.app import main
+
+    out = tmp_path_factory.mktemp("model") / "m1"
+    code = main(["train", "--run", str(tiny_run), "--out", str(out), "--max-steps", "8", *map(str, TRAIN_FLAGS)])
+    assert code == 0
+    return out
+
+
+def test_training_lowers_the_loss_and_writes_a_complete_model_dir(trained, tiny_run):
+    history = json.loads((trained / "loss_history.json").read_text())
+    losses = [e["loss"] for e in history if "loss" in e]
+    assert len(losses) >= 8
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3, losses
+    assert any("eval_loss" in e for e in history), "validation loss on held-out characters is logged"
+    for name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "README.md", "loss.png"):
+        assert (trained / name).is_file(), name
+    assert "<|im_start|>" in (trained / "chat_template.jinja").read_text()
+    meta = json.loads((trained / "opencharacter.json").read_text())
+    assert meta["base_model"] == "embedded" and meta["system_prompt_version"] == "character_system@v1"
+    assert meta["steps"] == 8 and meta["validation_examples"] > 0 and meta["truncated"] >= 0
+    split = json.loads((trained / "split.json").read_text())
+    assert split["validation_characters"] and not set(split["validation_characters"]) & set(split["train_characters"])
+    held = set(split["validation_characters"])
+    dialogues = read_jsonl(tiny_run / "dialogues.jsonl")
+    assert sum(d["character_id"] in held for d in dialogues) == meta["validation_examples"]
+    assert (trained / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_run, tmp_path, run_cli):
+    out = tmp_path / "m2"
+    flags = ("--run", tiny_run, "--out", out, *TRAIN_FLAGS)
+    config = tmp_path / "train.yaml"
+    config.write_text("train:\n  save_steps: 2\n", encoding="utf-8")
+    assert run_cli("train", *flags, "--max-steps", 2, "--config", config)[0] == 0
+    assert (out / "checkpoints" / "checkpoint-2").is_dir()
+    code, _, err = run_cli("train", *flags, "--max-steps", 3, "--config", config, "--resume")
+    assert code == 0, err
+    history = json.loads((out / "loss_history.json").read_text())
+    steps = [e["step"] for e in history if "loss" in e]
+    # The resumed run starts at step 3: steps 1-2 come from the checkpoint's state, not from retraining.
+    assert steps[-1] == 3 and json.loads((out / "opencharacter.json").read_text())["steps"] == 3
+    assert (out / "checkpoints" / "checkpoint-3").is_dir()
+    code, _, err = run_cli("train", *flags, "--max-steps", 2)
+    assert code == 2 and "pass --resume" in err
+
+
+def test_one_shot_chat_with_the_trained_adapter(trained, tiny_run, run_cli):
+    characters = read_jsonl(tiny_run / "characters.jsonl")
+    names = [c["profile"]["name"] for c in characters]
+    duplicated = next(n for n in names if names.count(n) > 1)  # the fake backend has 8 names for 8 personas
+    code, _, err = run_cli("chat", "--model", trained, "--run", tiny_run, "--character", duplicated, "--message", "hi")
+    assert code == 2 and "matches several characters" in err and "use an id" in err
+    code, out, err = run_cli(
+        "chat", "--model", trained, "--run", tiny_run, "--character", characters[0]["character_id"],
+        "--message", "Hello, who are you?",
+        "--max-tokens", 24, "--temperature", 0,
+    )  # fmt: skip
+    assert code == 0, err
+    assert out.strip()
+
+
+def test_one_shot_chat_over_http_sends_the_character_system_prompt(tmp_path, run_cli, tiny_run):
+    character = Character.model_validate(read_jsonl(tiny_run / "characters.jsonl")[0])
+    card = write_card_json(card_from_character(character), tmp_path / "card.json")
+    seen = []
+
+    class Recording(ScriptedResponder):
+        async def __call__(self, payload):
+            seen.append(payload)
+            return await super().__call__(payload)
+
+    with serve_in_thread(Recording()) as url:
+        code, out, err = run_cli(
+            "chat", "--backend", "openai", "--base-url", url, "--model", "served", "--character", card,
+            "--message", "Where were you born?",
+        )  # fmt: skip
+    assert code == 0, err
+    assert out.strip() == "echo: Where were you born?"
+    system = seen[0]["messages"][0]
+    assert (
+        system["role"] == "system"
+        and character.persona in system["content"]
+        and character.character in system["content"]
+    )
+
+
+def test_chat_with_an_unknown_short_character_is_a_clear_error(run_cli, tiny_run):
+    code, _, err = run_cli("chat", "--run", tiny_run, "--character", "Nobody", "--message", "hi", "--backend", "fake")
+    assert code == 2 and "too short to be a persona" in err
