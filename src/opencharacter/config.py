@@ -108,6 +108,28 @@ class TrainConfig(Config):
     )
 
 
+class EvalConfig(Config):
+    questions_per_task: int = Field(2, ge=1, le=20, description="Generated questions per task and persona.")
+    light: bool = Field(False, description="PersonaGym-Light: one question per task per persona.")
+    system_prompt: Literal["ours", "bare"] = Field(
+        "ours", description="'ours': the training template (persona + profile); 'bare': 'adopt the identity of …'."
+    )
+    answer_sampling: Sampling = Field(
+        default_factory=lambda: Sampling(temperature=0.7, max_tokens=256), description="Model under test."
+    )
+    judge_sampling: Sampling = Field(
+        default_factory=lambda: Sampling(temperature=0.0, max_tokens=384), description="Judges (greedy)."
+    )
+    generation_sampling: Sampling = Field(
+        default_factory=lambda: Sampling(temperature=0.7, max_tokens=512),
+        description="Question and score-example generation (done by the first judge).",
+    )
+    max_attempts: int = Field(3, ge=1, le=20, description="Tries for unparsable verdicts and generations.")
+    fidelity: bool = Field(True, description="Also measure judge-free character fidelity (needs ≥ 2 characters).")
+    fidelity_questions: int = Field(3, ge=1, le=5, description="Shared questions every character answers.")
+    worst: int = Field(5, ge=0, description="Lowest-scored answers shown in the report.")
+
+
 class PersonaSource(Config):
     path: str = Field(description="File (jsonl/json/txt), saved datasets directory, or hub dataset id.")
     format: Literal["auto", "persona", "personahub", "text", "dataset"] = "auto"
@@ -137,6 +159,7 @@ class PipelineConfig(Config):
     )
     skip_invalid: bool = Field(False, description="Skip malformed input records (and report them).")
     train: TrainConfig | None = Field(None, description="Training settings (`opencharacter train --config`).")
+    eval: EvalConfig | None = Field(None, description="Evaluation settings (`opencharacter eval --config`).")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -195,6 +218,7 @@ def reference_markdown() -> str:
         ("profiles", ProfilesConfig),
         ("synthesis", SynthesisConfig),
         ("train", TrainConfig),
+        ("eval", EvalConfig),
         ("sampling (inside profiles / synthesis)", Sampling),
         ("personas", PersonaSource),
         ("instructions[]", InstructionSource),

@@ -1,7 +1,8 @@
 """A deterministic in-process backend for unit and component tests (select it with `--backend fake`).
 
 It answers from the request alone, so reruns are reproducible: schema requests get valid JSON
-built from the schema, text requests echo the last user message tagged with the character name.
+built from the schema, text requests echo the last user message tagged with the character name, judge
+prompts get a deterministic 'Score: N'.
 Options (`BackendConfig.options`) inject faults: `fail_every` (non-retryable error on every
 n-th distinct request), `invalid_json_first` (invalid JSON on first tries), `delay` (seconds).
 """
@@ -82,6 +83,8 @@ class FakeBackend(Backend):
                 text = '{"truncated": '
             else:
                 text = canonical_json(fake_value(request.response_schema, key, request.response_schema))
+        elif '"Score: N"' in request.messages[0].content:  # a judge prompt: a deterministic verdict
+            text = f"Fake judgement. Score: {int(key, 16) % 5 + 1}"
         else:
             system = request.messages[0].content
             name = re.search(r"^Name: (.+)$", system, re.MULTILINE)

@@ -8,7 +8,7 @@ import click
 import typer
 
 from opencharacter import __version__
-from opencharacter.cli import chat, demo, serve, synth, train
+from opencharacter.cli import chat, demo, evaluate, serve, synth, train
 from opencharacter.errors import OpenCharacterError
 
 app = typer.Typer(
@@ -41,6 +41,7 @@ app.command("run")(synth.run_command)
 app.command("export")(synth.export_command)
 app.command("train")(train.train_command)
 app.command("chat")(chat.chat_command)
+app.add_typer(evaluate.app, name="eval")
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 

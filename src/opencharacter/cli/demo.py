@@ -76,6 +76,56 @@ def demo_train(run_dir: Path) -> Path | None:
     return out
 
 
+def demo_eval(run_dir: Path, model_dir: Path) -> Path:
+    """Light PersonaGym-style judging and fidelity of the base and the tuned model, same questions and anchors."""
+    from opencharacter.config import BackendConfig, EvalConfig
+    from opencharacter.eval.runner import evaluate
+    from opencharacter.eval.sources import load_run_characters
+
+    people = load_run_characters(run_dir)
+    held = set(json.loads((model_dir / "split.json").read_text(encoding="utf-8"))["validation_characters"])
+    # Held-out characters first: they are the ones the tuned model never saw.
+    people.sort(key=lambda p: p.persona_id not in {persona_id_of(run_dir, c) for c in held})
+    judged = people[:3]
+    config = EvalConfig.model_validate(
+        {
+            "light": True,
+            "answer_sampling": {"temperature": 0.0, "max_tokens": 96},
+            "judge_sampling": {"temperature": 0.0, "max_tokens": 96},
+            "generation_sampling": {"temperature": 0.7, "max_tokens": 320},
+            "max_attempts": 2,
+            "fidelity_questions": 2,
+        }
+    )
+    judge = [BackendConfig()]
+    evals = run_dir / "evals"
+    console.print("[bold]Evaluating[/] the base and the fine-tuned model (PersonaGym-Light + fidelity) …")
+    base = evaluate(evals / "base", judged, None, BackendConfig(), judge, config, show_progress=False)
+    tuned = evaluate(
+        evals / "tuned", judged, None, BackendConfig(model=str(model_dir)), judge, config,
+        show_progress=False, reuse_from=evals / "base",
+    )  # fmt: skip
+    for label, result in (("base", base), ("tuned", tuned)):
+        scores, fidelity = result.summary["scores"]["PersonaScore"], result.summary["fidelity"]
+        console.print(
+            f"  {label:<5} PersonaScore {scores['mean']:.2f} · fidelity MRR {fidelity.get('mrr', float('nan')):.2f} "
+            f"(chance {fidelity.get('chance_mrr', float('nan')):.2f}) · report {result.report}"
+        )
+    console.print(f"  compare: opencharacter eval compare {evals / 'base'} {evals / 'tuned'}")
+    return tuned.report
+
+
+def persona_id_of(run_dir: Path, character_id: str) -> str:
+    from opencharacter.eval.sources import persona_id
+    from opencharacter.export.run_files import CHARACTERS
+
+    for line in (run_dir / CHARACTERS).read_text(encoding="utf-8").splitlines():
+        record = json.loads(line)
+        if record["character_id"] == character_id:
+            return persona_id(record["persona"])
+    return ""
+
+
 def demo(
     run: Annotated[Path, typer.Option("--run", "--out", help="Run directory.")] = Path("runs/demo"),
     personas: Annotated[int, typer.Option("--personas", help="Sample personas to use.")] = 6,
@@ -90,13 +140,17 @@ def demo(
     train: Annotated[
         bool, typer.Option("--train/--no-train", help="Fine-tune the embedded model on the result.")
     ] = True,
+    evaluate: Annotated[
+        bool, typer.Option("--eval/--no-eval", help="Evaluate the base and the fine-tuned model (needs --train).")
+    ] = True,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Run everything on bundled sample data with the embedded model (~10 minutes on 2 CPU cores)."""
+    """Run everything on bundled sample data with the embedded model (~15 minutes on 2 CPU cores)."""
     backend_config = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     config = demo_config(run, personas, instructions, per_instruction, backend_config)
     run_dir = run_pipeline(config, quiet=quiet)
     trained = demo_train(run_dir) if train else None
+    report = demo_eval(run_dir, trained) if trained and evaluate else None
     console.print(
         "\n[bold]Demo finished.[/] Everything is in "
         f"[cyan]{run_dir}[/]:\n"
@@ -106,6 +160,7 @@ def demo(
         "  README.md          the dataset card: models, prompts, counts, tokens, wall time\n"
         "  exports/           ShareGPT, Alpaca, messages JSONL and Parquet\n"
         + ("  model/             a LoRA adapter of the embedded model trained on these dialogues\n" if trained else "")
+        + (f"  evals/             base vs fine-tuned evaluation; report: {report}\n" if report else "")
         + "The embedded SmolLM2-135M model is for trying the tool: real data needs a strong teacher model,\n"
         "e.g. --backend openai --base-url http://localhost:8000/v1 \\\n"
         "     --model meta-llama/Meta-Llama-3-70B-Instruct"

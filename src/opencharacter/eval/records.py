@@ -1,0 +1,48 @@
+"""Evaluation records: everything an evaluation writes is one of these, one JSON object per line."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from opencharacter.records import Record
+
+
+class EvalPersona(Record):
+    persona_id: str
+    persona: str
+    character: str = Field("", description="Profile text when known (runs, cards); empty for bare personas.")
+
+
+class Question(Record):
+    question_id: str
+    persona_id: str
+    task: str
+    question: str
+    source: str = Field(description="'benchmark' (PersonaGym static files) or 'generated'.")
+
+
+class Answer(Record):
+    question_id: str
+    persona_id: str
+    task: str
+    question: str
+    answer: str
+    model: str
+    system_prompt: str
+
+
+class Verdict(Record):
+    question_id: str
+    persona_id: str
+    task: str
+    judge: str
+    score: int | None = Field(description="1–5, or None when the verdict was excluded.")
+    excluded_reason: str | None = None
+    rationale: str = ""
+
+
+class FidelityResult(Record):
+    question: str
+    persona_id: str
+    rank: int = Field(description="1-based rank of the answering character's own profile among all candidates.")
+    candidates: int
