@@ -130,6 +130,19 @@ class EvalConfig(Config):
     worst: int = Field(5, ge=0, description="Lowest-scored answers shown in the report.")
 
 
+class FiltersConfig(Config):
+    near_duplicate_profiles: float | None = Field(
+        0.95, gt=0, le=1, description="Drop characters whose profile embedding has cosine ≥ this with an earlier one."
+    )
+    break_character: bool = Field(True, description="Drop dialogues with 'As an AI…', refusals and the like.")
+    copy_profile_span: int | None = Field(
+        10, ge=3, description="Drop answers repeating this many consecutive words of the profile (None: off)."
+    )
+    min_answer_chars: int = Field(20, ge=0, description="Drop dialogues with an answer shorter than this.")
+    max_answer_chars: int = Field(6000, ge=1, description="Drop dialogues with an answer longer than this.")
+    drop_truncated: bool = Field(True, description="Drop empty answers and answers cut at max_tokens.")
+
+
 class PersonaSource(Config):
     path: str = Field(description="File (jsonl/json/txt), saved datasets directory, or hub dataset id.")
     format: Literal["auto", "persona", "personahub", "text", "dataset"] = "auto"
@@ -158,6 +171,7 @@ class PipelineConfig(Config):
         default_factory=list, description="Export formats written after synthesis."
     )
     skip_invalid: bool = Field(False, description="Skip malformed input records (and report them).")
+    filters: FiltersConfig | None = Field(None, description="Data filters applied after synthesis (RUN/filtered/).")
     train: TrainConfig | None = Field(None, description="Training settings (`opencharacter train --config`).")
     eval: EvalConfig | None = Field(None, description="Evaluation settings (`opencharacter eval --config`).")
 
@@ -217,12 +231,14 @@ def reference_markdown() -> str:
         ("backend", BackendConfig),
         ("profiles", ProfilesConfig),
         ("synthesis", SynthesisConfig),
+        ("filters", FiltersConfig),
         ("train", TrainConfig),
         ("eval", EvalConfig),
         ("sampling (inside profiles / synthesis)", Sampling),
         ("personas", PersonaSource),
         ("instructions[]", InstructionSource),
         ("top level", PipelineConfig),
+        ("recipe (top level of a recipe YAML)", RecipeConfig),
     ]
     lines = []
     for title, model in sections:
@@ -242,3 +258,28 @@ def reference_markdown() -> str:
             lines.append(f"| `{name}` | {default} | {field.description or ''} |")
         lines.append("")
     return "\n".join(lines)
+
+
+class RecipeConfig(Config):
+    """`opencharacter recipe`: the paper's experiment, end to end, on held-out characters."""
+
+    out: str = Field("runs/recipe", description="Directory for data, models, evaluations and the results table.")
+    seed: int = Field(0, description="Seed of the persona split, pairing and training.")
+    held_out: float = Field(0.25, gt=0, lt=1, description="Fraction of personas held out of all training data.")
+    personas: PersonaSource
+    instructions: list[InstructionSource] = Field(min_length=1)
+    strategies: list[Strategy] = Field(
+        default_factory=lambda: ["generate", "rewrite"], description="One tuned student per strategy (G, R)."
+    )
+    teacher: BackendConfig = Field(default_factory=BackendConfig, description="Model that writes the data.")
+    judges: list[BackendConfig] = Field(
+        default_factory=lambda: [BackendConfig()], description="Judges for PersonaGym-style scoring."
+    )
+    profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
+    synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
+    filters: FiltersConfig = Field(default_factory=FiltersConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Student training; `model` is the student.")
+    eval: EvalConfig = Field(default_factory=lambda: EvalConfig(light=True))
+    student_backend: BackendConfig = Field(
+        default_factory=BackendConfig, description="How the student answers in evaluation (model is filled in)."
+    )

@@ -61,10 +61,14 @@ def embedded_model_dir() -> Path:
 
 def quiet_transformers() -> None:
     """Our own progress bar is the one users should see, not transformers' per-load bars."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    # transformers 5 renamed gradient_checkpointing; peft/TRL still use the old names internally.
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
 
 
 def _convert(source: Path, target: Path) -> None:

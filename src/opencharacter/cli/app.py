@@ -8,7 +8,7 @@ import click
 import typer
 
 from opencharacter import __version__
-from opencharacter.cli import chat, demo, evaluate, serve, synth, train
+from opencharacter.cli import chat, demo, evaluate, recipe, serve, synth, train
 from opencharacter.errors import OpenCharacterError
 
 app = typer.Typer(
@@ -39,9 +39,11 @@ app.command("profiles")(synth.profiles)
 app.command("synthesize")(synth.synthesize_command)
 app.command("run")(synth.run_command)
 app.command("export")(synth.export_command)
+app.command("filter")(synth.filter_command)
 app.command("train")(train.train_command)
 app.command("chat")(chat.chat_command)
 app.add_typer(evaluate.app, name="eval")
+app.command("recipe")(recipe.recipe_command)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 

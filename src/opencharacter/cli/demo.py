@@ -40,6 +40,10 @@ def demo_config(run: Path, personas: int, instructions: int, per_instruction: in
     )
 
 
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def demo_train(run_dir: Path) -> Path | None:
     """A few minutes of LoRA on the demo dialogues, then one answer from a held-out character."""
     from opencharacter.chat.characters import ChatCharacter
@@ -50,13 +54,16 @@ def demo_train(run_dir: Path) -> Path | None:
     from opencharacter.train.trainer import train
 
     out = run_dir / "model"
-    config = TrainConfig(epochs=3, batch_size=4, max_length=512, learning_rate=5e-4, eval_steps=3, save_steps=100)
-    console.print("[bold]Training[/] a LoRA adapter of the embedded model on the demo dialogues …")
-    result = train(config, run_dir, out, resume=(out / "checkpoints").exists())
-    console.print(
-        f"  {result.steps} steps, training loss {result.final_train_loss}, "
-        f"validation loss (held-out characters) {result.final_validation_loss}; curves in {out / 'loss.png'}"
-    )
+    config = TrainConfig(epochs=2, batch_size=4, max_length=512, learning_rate=5e-4, eval_steps=5, save_steps=100)
+    if (out / "opencharacter.json").exists():
+        console.print(f"[bold]Training[/]: already done in {out} (delete it to retrain)")
+    else:
+        console.print("[bold]Training[/] a LoRA adapter of the embedded model on the demo dialogues …")
+        result = train(config, run_dir, out, resume=(out / "checkpoints").exists())
+        console.print(
+            f"  {result.steps} steps, training loss {_num(result.final_train_loss)}, validation loss "
+            f"(held-out characters) {_num(result.final_validation_loss)}; curves in {out / 'loss.png'}"
+        )
     held = json.loads((out / "split.json").read_text(encoding="utf-8"))["validation_characters"]
     store = RunStore(run_dir)
     characters = {c.character_id: c for c in store.records("profiles", Character)}

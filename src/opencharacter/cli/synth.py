@@ -176,6 +176,10 @@ def run_pipeline(pipeline: PipelineConfig, retry_failed: bool = False, quiet: bo
             await synthesize(session, items, list(source.strategies), pipeline.synthesis, retry_failed)
 
     _run(session, steps())
+    if pipeline.filters is not None:
+        from opencharacter.filters import apply_filters
+
+        print_filter_report(*apply_filters(pipeline.run, pipeline.filters))
     for fmt in pipeline.export:
         export_run(Path(pipeline.run), fmt, None)
     return Path(pipeline.run)
@@ -219,3 +223,31 @@ def export_command(
     """Write the run's dialogues as ShareGPT, Alpaca, messages JSONL or Parquet."""
     for name in fmt or ["messages"]:
         export_run(run, name, out)
+
+
+def filter_command(
+    run: Annotated[Path, typer.Option("--run", help="Run directory to filter.")],
+    out: Annotated[Path | None, typer.Option("--out", help="Where the survivors go (default RUN/filtered).")] = None,
+    config: opt.ConfigFile = None,
+) -> None:
+    """Drop near-duplicate profiles, out-of-character, parroting, out-of-bounds and truncated answers."""
+    from opencharacter.config import FiltersConfig
+    from opencharacter.filters import apply_filters
+
+    if not (run / "store.sqlite").exists():
+        raise ConfigError(f"{run} is not a run directory (no store.sqlite)")
+    data = opt.config_data(config)
+    filters = build(FiltersConfig, dict(data.get("filters") or {}), str(config or "defaults"))
+    target, report = apply_filters(run, filters, out)
+    print_filter_report(target, report)
+
+
+def print_filter_report(target: Path, report) -> None:
+    from opencharacter.cli.report import console
+
+    console.print(
+        f"filtered: {report.dialogues_out} of {report.dialogues_in} dialogues and "
+        f"{report.characters_out} of {report.characters_in} characters kept → {target}"
+    )
+    for reason, count in sorted(report.removed.items(), key=lambda item: -item[1]):
+        console.print(f"  removed {count:>5}  {reason}")

@@ -7,6 +7,7 @@ loss mask is the one our tests check, for any prefix-preserving chat template.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,26 @@ def _tokenize(tokenizer: Any, examples: list[Example], max_length: int) -> tuple
     return table, sum(r.truncated for r in rows)
 
 
+def _loss_line_callback() -> Any:
+    from transformers import TrainerCallback
+
+    class LossLine(TrainerCallback):
+        """One short line per log: step, training loss, validation loss — instead of raw dicts."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
+            if not logs:
+                return
+            parts = [f"step {state.global_step}/{state.max_steps}"]
+            if "loss" in logs:
+                parts.append(f"loss {float(logs['loss']):.4f}")
+            if "eval_loss" in logs:
+                parts.append(f"validation loss {float(logs['eval_loss']):.4f}")
+            if len(parts) > 1:
+                print("  " + " · ".join(parts), file=sys.stderr, flush=True)
+
+    return LossLine()
+
+
 def _last_checkpoint(directory: Path) -> str | None:
     checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     return str(checkpoints[-1]) if checkpoints else None
@@ -56,6 +77,9 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
     from opencharacter.backends.embedded import quiet_transformers
 
     quiet_transformers()
+    import datasets
+
+    datasets.disable_progress_bars()
     out = Path(out)
     checkpoints = out / "checkpoints"
     if out.exists() and any(out.iterdir()) and not resume:
@@ -121,6 +145,10 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
         processing_class=tokenizer,
         peft_config=peft_config,
     )
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_loss_line_callback())
     checkpoint = _last_checkpoint(checkpoints) if resume else None
     trainer.train(resume_from_checkpoint=checkpoint)
     final_validation = trainer.evaluate().get("eval_loss") if has_validation else None

@@ -1,0 +1,67 @@
+"""The recipe end to end: fake teacher and judge, the embedded model as a really trained student (slow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from opencharacter.config import RecipeConfig, build, load_yaml
+from opencharacter.recipe.experiment import split_personas
+from opencharacter.records import Persona
+from opencharacter.samples import sample_path
+
+pytestmark = pytest.mark.slow
+
+
+def test_split_is_seeded_and_disjoint():
+    personas = [Persona(persona=f"Persona number {i}") for i in range(20)]
+    train, held = split_personas(personas, 0.25, seed=1)
+    assert len(held) == 5 and len(train) == 15 and not {p.persona for p in train} & {p.persona for p in held}
+    assert split_personas(personas, 0.25, seed=1) == (train, held)
+    assert split_personas(personas, 0.25, seed=2) != (train, held)
+
+
+def test_recipe_runs_end_to_end_and_keeps_held_out_characters_out_of_training(tmp_path, run_cli):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(
+        f"""
+out: {tmp_path / "recipe"}
+held_out: 0.3
+personas: {{path: {sample_path("personas.jsonl")}, limit: 7}}
+instructions: [{{path: {sample_path("instructions.jsonl")}, limit: 4}}]
+teacher: {{backend: fake}}
+judges: [{{backend: fake}}]
+synthesis: {{per_instruction: 2}}
+filters: {{near_duplicate_profiles: null}}
+train: {{model: embedded, max_steps: 2, batch_size: 2, max_length: 320, learning_rate: 0.001}}
+eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fidelity_questions: 1}}
+""",
+        encoding="utf-8",
+    )
+    build(RecipeConfig, load_yaml(config), str(config))
+    code, _, err = run_cli("recipe", config, "-q")
+    assert code == 0, err
+    out = tmp_path / "recipe"
+    results = json.loads((out / "results.json").read_text())
+    assert [row["model"] for row in results["table"]] == ["base", "generate", "rewrite"]
+    assert results["split"] == {"train_characters": 5, "held_out_characters": 2}
+    held = {
+        json.loads(line)["character_id"] for line in (out / "held_out" / "characters.jsonl").read_text().splitlines()
+    }
+    trained_on = {
+        json.loads(line)["character_id"]
+        for line in (out / "data" / "filtered" / "dialogues.jsonl").read_text().splitlines()
+    }
+    assert held and trained_on and not held & trained_on
+    for strategy in ("generate", "rewrite"):
+        meta = json.loads((out / f"model-{strategy}" / "opencharacter.json").read_text())
+        assert meta["steps"] == 2 and meta["config"]["strategies"] == [strategy]
+    generate_row = results["table"][1]
+    delta, low, high = generate_row["PersonaScore delta"]
+    assert low <= delta <= high
+    assert generate_row["fidelity chance MRR"] == pytest.approx(0.75)
+    markdown = (out / "results.md").read_text()
+    assert "| base |" in markdown and "Data and compute" in markdown and "student generate" in markdown
+    base_q = (out / "evals" / "base" / "questions.jsonl").read_text()
+    assert base_q == (out / "evals" / "generate" / "questions.jsonl").read_text()  # identical questions
