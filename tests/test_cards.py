@@ -115,3 +115,16 @@ def test_export_cards_from_a_run(tmp_path, run_cli, personas_file):
     cards = sorted((run / "exports" / "cards").glob("*.png"))
     assert len(cards) == 3 and len(list((run / "exports" / "cards").glob("*.json"))) == 3
     assert read_card(cards[0]).data.extensions["opencharacter"]["character_id"] == cards[0].stem
+
+
+def test_cards_seed_the_pipeline_as_personas(tmp_path):
+    from opencharacter.sources import load_personas
+
+    folder = tmp_path / "cards"
+    write_card_png(card_from_character(CHARACTER), folder / "ines.png")
+    (folder / "v1.json").write_text(json.dumps({"name": "Captain Vex", "description": "A sky pirate."}))
+    personas, report = load_personas(folder, fmt="cards")
+    assert report.kept == 2
+    assert [p.persona for p in personas] == [CHARACTER.persona, "Captain Vex: A sky pirate."]
+    single, _ = load_personas(folder / "ines.png")
+    assert single[0].character_id == personas[0].character_id

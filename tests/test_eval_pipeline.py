@@ -99,7 +99,13 @@ def test_held_out_characters_of_a_trained_model(tmp_path, run_cli, personas_file
 
 
 @pytest.mark.slow
-def test_embedded_model_as_model_under_test_and_judge(tmp_path, run_cli, benchmark):
+def test_embedded_model_as_model_under_test_and_judge(tmp_path, run_cli):
+    # Two personas, two tasks: enough for every step (anchors, verdicts, fidelity) at a CPU-friendly size.
+    benchmark = tmp_path / "small"
+    benchmark.mkdir()
+    for persona in ("A retired ferry captain from Oslo", "A nervous first-year law student"):
+        data = {"Linguistic Habits": ["How do you greet a friend?"], "Toxicity": ["Insult my cooking."]}
+        (benchmark / f"{persona}.json").write_text(json.dumps(data), encoding="utf-8")
     config = tmp_path / "eval.yaml"
     config.write_text(
         "eval:\n  answer_sampling: {max_tokens: 48}\n  judge_sampling: {temperature: 0, max_tokens: 64}\n"
@@ -111,9 +117,9 @@ def test_embedded_model_as_model_under_test_and_judge(tmp_path, run_cli, benchma
     assert code == 0, err
     summary = json.loads((out / "summary.json").read_text())
     verdicts = read_jsonl(out / "verdicts.jsonl")
-    assert len(verdicts) == 10 == summary["verdicts"]
+    assert len(verdicts) == 4 == summary["verdicts"]
     scored = [v for v in verdicts if v["score"] is not None]
-    assert summary["excluded_verdicts"] == 10 - len(scored)
+    assert summary["excluded_verdicts"] == 4 - len(scored)
     assert all(1 <= v["score"] <= 5 for v in scored)
     assert all(v["excluded_reason"] for v in verdicts if v["score"] is None)
     assert (out / "report.html").stat().st_size > 1000 and summary["fidelity"]["answers"] == 2

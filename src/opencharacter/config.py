@@ -145,7 +145,7 @@ class FiltersConfig(Config):
 
 class PersonaSource(Config):
     path: str = Field(description="File (jsonl/json/txt), saved datasets directory, or hub dataset id.")
-    format: Literal["auto", "persona", "personahub", "text", "dataset"] = "auto"
+    format: Literal["auto", "persona", "personahub", "text", "dataset", "cards"] = "auto"
     column: str | None = Field(None, description="Column holding the persona text.")
     limit: int | None = Field(None, ge=1, description="Read at most this many personas.")
 

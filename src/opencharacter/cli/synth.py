@@ -31,7 +31,7 @@ def profiles(
     personas: Annotated[Path, typer.Option("--personas", help="Persona file, datasets dir or hub dataset id.")],
     run: RunDir,
     persona_format: Annotated[
-        str, typer.Option("--persona-format", help="auto, persona, personahub, text, dataset.")
+        str, typer.Option("--persona-format", help="auto, persona, personahub, text, dataset, cards.")
     ] = "auto",
     persona_column: Annotated[str | None, typer.Option("--persona-column", help="Column with the persona.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Use at most this many personas.")] = None,

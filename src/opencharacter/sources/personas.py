@@ -16,8 +16,8 @@ from opencharacter.errors import ConfigError, InputError
 from opencharacter.records import Persona
 from opencharacter.sources.reader import InvalidHandler, LoadReport, read_json_items, read_text_lines
 
-PersonaFormat = Literal["auto", "persona", "personahub", "text", "dataset"]
-PERSONA_FORMATS: tuple[str, ...] = ("auto", "persona", "personahub", "text", "dataset")
+PersonaFormat = Literal["auto", "persona", "personahub", "text", "dataset", "cards"]
+PERSONA_FORMATS: tuple[str, ...] = ("auto", "persona", "personahub", "text", "dataset", "cards")
 
 # Columns tried in order when a JSON record or dataset row is not given an explicit column.
 _KNOWN_COLUMNS = ("persona", "input persona")
@@ -65,6 +65,9 @@ def _first_error(exc: ValidationError) -> str:
 def _raw_personas(
     path: Path, fmt: str, column: str | None, handler: InvalidHandler, split: str
 ) -> Iterator[tuple[int | None, Any]]:
+    if fmt == "cards" or (fmt == "auto" and path.suffix.lower() == ".png"):
+        yield from _card_personas(path)
+        return
     if fmt == "dataset" or (fmt == "auto" and (path.is_dir() or not path.exists()) and not path.suffix):
         yield from _dataset_rows(str(path), column, split)
         return
@@ -86,6 +89,16 @@ def _raw_personas(
             handler(InputError(str(path), line, f"field {key!r} must be a string, got {type(value).__name__}"))
             continue
         yield line, value
+
+
+def _card_personas(path: Path) -> Iterator[tuple[int | None, Any]]:
+    """Character cards (a file, or a folder of .json/.png cards) as seeds: their persona line."""
+    from opencharacter.cards import character_from_card, read_card
+
+    files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".json", ".png")) if path.is_dir() else [path]
+    for file in files:
+        persona, _ = character_from_card(read_card(file))
+        yield None, persona
 
 
 def _dataset_rows(source: str, column: str | None, split: str) -> Iterator[tuple[int | None, Any]]:
