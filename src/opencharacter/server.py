@@ -8,6 +8,7 @@ injected faults (500s, 429 with Retry-After, hangs, malformed JSON).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import time
@@ -38,9 +39,12 @@ def request_from_payload(payload: dict[str, Any]) -> ChatRequest:
     )
 
 
+_ids = itertools.count(1)
+
+
 def completion_body(completion: Completion, model: str) -> dict[str, Any]:
     return {
-        "id": f"chatcmpl-{content_hash(completion.text, time.time_ns())}",
+        "id": f"chatcmpl-{next(_ids)}",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
