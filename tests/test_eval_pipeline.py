@@ -108,7 +108,7 @@ def test_embedded_model_as_model_under_test_and_judge(tmp_path, run_cli):
         (benchmark / f"{persona}.json").write_text(json.dumps(data), encoding="utf-8")
     config = tmp_path / "eval.yaml"
     config.write_text(
-        "eval:\n  answer_sampling: {max_tokens: 48}\n  judge_sampling: {temperature: 0, max_tokens: 64}\n"
+        "eval:\n  answer_sampling: {max_tokens: 48}\n  judge_sampling: {temperature: 0, max_tokens: 128}\n"
         "  generation_sampling: {max_tokens: 320}\n  max_attempts: 2\n  fidelity_questions: 1\n",
         encoding="utf-8",
     )

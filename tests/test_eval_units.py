@@ -24,6 +24,8 @@ from opencharacter.records import Completion
         ("Reasoning... **Score:** 5", 5),
         ("First I thought Score: 2, but on reflection\nScore: 3", 3),
         ("score=1", 1),
+        ('{"rationale": "Fits the persona.", "score": 4}', 4),
+        ('{"rationale": "ok", "score": 2.0}', 2),
     ],
 )
 def test_well_formed_verdicts(text, score):
@@ -37,6 +39,9 @@ def test_well_formed_verdicts(text, score):
         ("Score: 7", "not an integer from 1 to 5"),
         ("Score: 0", "not an integer from 1 to 5"),
         ("Score: 3.5", "not an integer from 1 to 5"),
+        ('{"rationale": "great", "score": 9}', "not an integer from 1 to 5"),
+        ('{"rationale": "great", "score": true}', "not an integer from 1 to 5"),
+        ('{"rationale": "no score here"}', "no 'Score: N'"),
     ],
 )
 def test_malformed_and_out_of_range_verdicts_are_rejected(text, problem):

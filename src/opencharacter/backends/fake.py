@@ -42,7 +42,9 @@ def fake_value(schema: dict[str, Any], seed: str, root: dict[str, Any]) -> Any:
         count = schema.get("minItems", 1)
         return [fake_value(schema.get("items", {}), f"{seed}.{i}", root) for i in range(count)]
     if kind == "integer":
-        return int(content_hash(seed), 16) % 60 + 20
+        low = schema.get("minimum", 20)
+        high = schema.get("maximum", low + 59)
+        return low + int(content_hash(seed), 16) % (high - low + 1)
     if kind == "number":
         return 1.0
     if kind == "boolean":

@@ -32,7 +32,7 @@ def demo_config(run: Path, personas: int, instructions: int, per_instruction: in
             "profiles": {"sampling": {"temperature": 0.7, "max_tokens": 320}},
             "synthesis": {
                 "per_instruction": per_instruction,
-                "sampling": {"temperature": 0.7, "max_tokens": 160},
+                "sampling": {"temperature": 0.7, "max_tokens": 128},
                 "max_attempts": 2,
             },
             "export": ["sharegpt", "alpaca", "messages", "parquet"],
@@ -54,7 +54,7 @@ def demo_train(run_dir: Path) -> Path | None:
     from opencharacter.train.trainer import train
 
     out = run_dir / "model"
-    config = TrainConfig(epochs=2, batch_size=4, max_length=512, learning_rate=5e-4, eval_steps=5, save_steps=100)
+    config = TrainConfig(epochs=2, batch_size=4, max_length=384, learning_rate=5e-4, eval_steps=5, save_steps=100)
     if (out / "opencharacter.json").exists():
         console.print(f"[bold]Training[/]: already done in {out} (delete it to retrain)")
     else:
@@ -98,9 +98,9 @@ def demo_eval(run_dir: Path, model_dir: Path) -> Path:
         {
             "light": True,
             "answer_sampling": {"temperature": 0.0, "max_tokens": 96},
-            "judge_sampling": {"temperature": 0.0, "max_tokens": 96},
+            "judge_sampling": {"temperature": 0.0, "max_tokens": 128},
             "generation_sampling": {"temperature": 0.7, "max_tokens": 320},
-            "max_attempts": 2,
+            "max_attempts": 3,
             "fidelity_questions": 2,
         }
     )

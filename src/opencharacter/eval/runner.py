@@ -267,6 +267,10 @@ def copy_anchors(source: Path, store: RunStore) -> None:
                 key = record.persona_id if isinstance(record, QuestionSet) else record.question_id
                 if not store.has_record(stage, key):
                     store.put_record(stage, key, f"{index:08d}", record)
+            # What failed there stays failed here: retrying would give this model different anchors.
+            for failure in other.failures(stage):
+                if not store.has_record(stage, failure.item_id):
+                    store.put_failure(failure)
     finally:
         other.close()
 

@@ -150,8 +150,33 @@ async def score_examples(
     return examples
 
 
+VERDICT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "rationale": {"type": "string", "minLength": 1, "maxLength": 240},
+        "score": {"type": "integer", "minimum": 1, "maximum": 5},
+    },
+    "required": ["rationale", "score"],
+    "additionalProperties": False,
+}
+
+
 def parse_verdict(completion: Completion) -> tuple[int, str]:
-    """The last 'Score: N' in the text; N must be an integer from 1 to 5."""
+    """The score from a structured verdict, else from the last 'Score: N' line of free text.
+
+    The judge is asked for JSON (schema-constrained where the backend supports it); judges that
+    ignore response_format still end with 'Score: N', which is parsed the same way. N must be an
+    integer from 1 to 5; anything else raises, so the engine retries and finally excludes it.
+    """
+    try:
+        data = json.loads(completion.text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "score" in data:
+        score = data["score"]
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or score != int(score) or not 1 <= score <= 5:
+            raise ParseError(f"verdict score {score!r} is not an integer from 1 to 5", raw=completion.text)
+        return int(score), str(data.get("rationale", "")).strip()
     matches = _SCORE.findall(completion.text)
     if not matches:
         raise ParseError("verdict has no 'Score: N'", raw=completion.text)
@@ -176,6 +201,8 @@ async def judge(
             persona=persona.persona, rubric=task.rubric(), examples=examples, question=item.question, answer=item.answer
         ),
         sampling=sampling,
+        response_schema=VERDICT_SCHEMA,
+        schema_name="verdict",
     )
     base = {
         "question_id": item.question_id,

@@ -48,6 +48,8 @@ def _loss_line_callback() -> Any:
     class LossLine(TrainerCallback):
         """One short line per log: step, training loss, validation loss — instead of raw dicts."""
 
+        last = ""
+
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
             if not logs:
                 return
@@ -56,8 +58,10 @@ def _loss_line_callback() -> Any:
                 parts.append(f"loss {float(logs['loss']):.4f}")
             if "eval_loss" in logs:
                 parts.append(f"validation loss {float(logs['eval_loss']):.4f}")
-            if len(parts) > 1:
-                print("  " + " · ".join(parts), file=sys.stderr, flush=True)
+            line = "  " + " · ".join(parts)
+            if len(parts) > 1 and line != self.last:  # the final evaluate() repeats the last validation line
+                self.last = line
+                print(line, file=sys.stderr, flush=True)
 
     return LossLine()
 
