@@ -139,3 +139,13 @@ def test_personagym_static_benchmark_is_read_unchanged(tmp_path):
     (folder / "Broken persona.json").write_text('{"Toxicity": ["ok?"], "Made Up Task": []}', encoding="utf-8")
     with pytest.raises(InputError, match="unknown task keys"):
         load_benchmark(folder)
+
+
+def test_fidelity_ignores_names_so_name_dropping_does_not_count():
+    from opencharacter.eval.fidelity import without_names
+
+    names = ["Alec Breen", "Lea Roux"]
+    assert without_names("Alec Breen", names) == "(nothing but a name)"
+    assert without_names("I'm Alec, and I fix boats.", names) == "I'm , and I fix boats."
+    profile = "Name: Lea Roux\nAge: 30\nGeneral Experience: pastry chef"
+    assert without_names(profile, names) == "Age: 30 General Experience: pastry chef"

@@ -9,6 +9,7 @@ Deterministic, and it measures exactly what the recipe trains: answers that depe
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +66,35 @@ class Embedder:
         return torch.cat(vectors)
 
 
+def _name(profile: str) -> str | None:
+    match = re.search(r"^Name:\s*(.+)$", profile, re.MULTILINE)
+    return match.group(1).strip() if match else None
+
+
+def without_names(text: str, names: list[str]) -> str:
+    """Drop `Name:` lines and every character's name (and its parts), so only content is compared.
+
+    Measured on the recipe: a student trained on a weak teacher's rewrites learned to answer with
+    little more than its own name, which a name-bearing profile matches perfectly — a fidelity of
+    0.96 MRR that says nothing about role-play.
+    """
+    text = re.sub(r"^Name:.*$", "", text, flags=re.MULTILINE)
+    parts = sorted({p for name in names for p in [name, *name.split()] if len(p) > 2}, key=len, reverse=True)
+    for part in parts:
+        text = re.sub(rf"\b{re.escape(part)}\b", " ", text, flags=re.IGNORECASE)
+    return " ".join(text.split()) or "(nothing but a name)"
+
+
 def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, str, str]]) -> list[FidelityResult]:
-    """`answers` are (question, persona_id, answer); the rank is of the answerer's own profile."""
+    """`answers` are (question, persona_id, answer); the rank is of the answerer's own profile.
+
+    Names are removed from both sides first: fidelity is about what a character says, not whether
+    it says its name.
+    """
     ids = list(profiles)
-    profile_vectors = embed([profiles[i] for i in ids])
-    answer_vectors = embed([text for _, _, text in answers])
+    names = [n for n in (_name(profiles[i]) for i in ids) if n]
+    profile_vectors = embed([without_names(profiles[i], names) for i in ids])
+    answer_vectors = embed([without_names(text, names) for _, _, text in answers])
     similarity = answer_vectors @ profile_vectors.T
     results = []
     for row, (question, persona, _) in enumerate(answers):

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from opencharacter.backends.model_loading import MODEL_META
 from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig
 from opencharacter.eval.runner import evaluate
 from opencharacter.eval.scores import bootstrap_delta
@@ -82,8 +83,13 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
         step = time.monotonic()
         settings = config.train.model_copy(update={"strategies": [strategy], "seed": config.seed})
         target = out / f"model-{strategy}"
-        result = train(settings, filtered, target, resume=(target / "checkpoints").exists())
         models[strategy] = target
+        if (target / MODEL_META).exists():  # a rerun resumes: finished students are not retrained
+            meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
+            trained[strategy] = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
+            trained[strategy].update(dialogues=meta["train_examples"], seconds=meta.get("seconds", 0.0))
+            continue
+        result = train(settings, filtered, target, resume=(target / "checkpoints").exists())
         trained[strategy] = {
             "dialogues": result.train_examples,
             "steps": result.steps,
@@ -91,6 +97,8 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
             "final_validation_loss": result.final_validation_loss,
             "seconds": time.monotonic() - step,
         }
+        meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
+        (target / MODEL_META).write_text(json.dumps({**meta, "seconds": trained[strategy]["seconds"]}, indent=2))
 
     held = load_run_characters(out / "held_out")
     evals: dict[str, Any] = {}
