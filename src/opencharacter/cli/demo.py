@@ -99,7 +99,7 @@ def demo_eval(run_dir: Path, model_dir: Path) -> Path:
             "light": True,
             "answer_sampling": {"temperature": 0.0, "max_tokens": 96},
             "judge_sampling": {"temperature": 0.0, "max_tokens": 128},
-            "generation_sampling": {"temperature": 0.7, "max_tokens": 320},
+            "generation_sampling": {"temperature": 0.7, "max_tokens": 256},
             "max_attempts": 3,
             "fidelity_questions": 2,
         }

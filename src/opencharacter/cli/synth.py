@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,9 @@ from opencharacter.pipeline import RunSession, load_instruction_sources, make_pr
 from opencharacter.records import Character, Dialogue
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
+
+if TYPE_CHECKING:
+    from opencharacter.filters import FilterReport
 
 RunDir = Annotated[Path, typer.Option("--run", "--out", help="Run directory (created if missing).")]
 
@@ -242,7 +245,7 @@ def filter_command(
     print_filter_report(target, report)
 
 
-def print_filter_report(target: Path, report) -> None:
+def print_filter_report(target: Path, report: FilterReport) -> None:
     from opencharacter.cli.report import console
 
     console.print(
