@@ -93,13 +93,6 @@ def character_from_card(card: CardV2) -> tuple[str, str]:
     return persona, "\n".join(parts)
 
 
-def card_id(card: CardV2) -> str:
-    ours = card.data.extensions.get(EXTENSION)
-    if isinstance(ours, dict) and ours.get("character_id"):
-        return str(ours["character_id"])
-    return content_hash("card", card.data.name, card.data.description)
-
-
 def write_card_json(card: CardV2, path: Path) -> Path:
     with atomic_open(path) as stream:
         stream.write(card.model_dump_json(indent=2))
