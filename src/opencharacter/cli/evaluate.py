@@ -58,10 +58,8 @@ def evaluate_command(
 
     if sum(x is not None for x in (benchmark, personas, run)) != 1:
         raise ConfigError("give exactly one of --benchmark DIR, --personas FILE or --run DIR")
-    data = opt.config_data(config)
-    source = str(config or "flags")
-    model_config = opt.backend_config(
-        data, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size), source
+    data, source, model_config = opt.load_config(
+        config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
     section = dict(data.get("eval") or {})
     if light:

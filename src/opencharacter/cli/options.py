@@ -78,6 +78,13 @@ def backend_config(data: dict[str, Any], overrides: dict[str, Any], source: str)
     return build(BackendConfig, merge(data.get("backend", {}), overrides), f"{source}: backend")
 
 
+def load_config(config: Path | None, overrides: dict[str, Any]) -> tuple[dict[str, Any], str, BackendConfig]:
+    """The YAML (or nothing), the name errors cite for it, and the backend it and the flags describe."""
+    data = config_data(config)
+    source = str(config or "flags")
+    return data, source, backend_config(data, overrides, source)
+
+
 def section(data: dict[str, Any], name: str, sampling: dict[str, Any]) -> dict[str, Any]:
     """A stage section of the YAML with sampling flags merged into it."""
     base = dict(data.get(name, {}))

@@ -27,9 +27,8 @@ def serve(
     config: opt.ConfigFile = None,
 ) -> None:
     """Serve a model at http://HOST:PORT/v1/chat/completions (OpenAI-compatible, JSON schema supported)."""
-    data = opt.config_data(config)
     overrides = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
-    backend_config = opt.backend_config(data, overrides, str(config or "flags"))
+    _, _, backend_config = opt.load_config(config, overrides)
     served = build_backend(backend_config)
     typer.echo(f"serving {served.model_id} at http://{host}:{port}/v1 (Ctrl-C to stop)", err=True)
     run_server(BackendResponder(served), host, port, served.model_id)

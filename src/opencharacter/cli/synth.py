@@ -52,10 +52,8 @@ def profiles(
     quiet: opt.Quiet = False,
 ) -> None:
     """Expand one-line personas into character profiles (name, age, …, personality)."""
-    data = opt.config_data(config)
-    source = str(config or "flags")
-    backend_config = opt.backend_config(
-        data, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size), source
+    data, source, backend_config = opt.load_config(
+        config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
     stage_config = build(
         ProfilesConfig, opt.section(data, "profiles", opt.sampling_overrides(temperature, max_tokens)), source
@@ -99,10 +97,8 @@ def synthesize_command(
 ) -> None:
     """Answer instructions in character: rewrite (R) the original answers or generate (G) new ones."""
     strategy = strategy or ["generate"]
-    data = opt.config_data(config)
-    source = str(config or "flags")
-    backend_config = opt.backend_config(
-        data, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size), source
+    data, source, backend_config = opt.load_config(
+        config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
     overrides = {k: v for k, v in {"per_instruction": per_instruction, "seed": seed}.items() if v is not None}
     section = {**opt.section(data, "synthesis", opt.sampling_overrides(temperature, max_tokens)), **overrides}
