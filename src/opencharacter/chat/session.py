@@ -84,14 +84,15 @@ class ChatSession:
         self.history = []
 
     def reply(self, text: str) -> Iterator[str]:
-        """Stream the answer to `text`; the full answer joins the history when the stream ends."""
-        self.history.append(ChatMessage(role="user", content=text))
-        messages = [ChatMessage(role="system", content=self.system), *self.history]
+        """Stream the answer to `text`; the exchange joins the history only when the answer is complete,
+        so a failed call leaves the history as it was and the user can simply ask again."""
+        question = ChatMessage(role="user", content=text)
+        messages = [ChatMessage(role="system", content=self.system), *self.history, question]
         pieces = []
         for piece in self.model.stream(messages, self.sampling):
             pieces.append(piece)
             yield piece
-        self.history.append(ChatMessage(role="assistant", content="".join(pieces).strip()))
+        self.history += [question, ChatMessage(role="assistant", content="".join(pieces).strip())]
 
     def save(self, path: Path) -> Path:
         messages = [{"role": "system", "content": self.system}, *(m.model_dump() for m in self.history)]

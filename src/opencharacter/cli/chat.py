@@ -11,6 +11,7 @@ import typer
 from opencharacter.chat.characters import resolve_character
 from opencharacter.chat.session import ChatModel, ChatSession, system_prompt_version_for
 from opencharacter.cli import options as opt
+from opencharacter.errors import OpenCharacterError
 from opencharacter.records import Sampling
 
 HELP = "commands: /reset (clear history), /character SPEC (switch), /save FILE, /quit"
@@ -31,9 +32,8 @@ def chat_command(
     max_tokens: opt.MaxTokens = None,
 ) -> None:
     """Chat in character with a local model or adapter, or any OpenAI-compatible endpoint."""
-    data = opt.config_data(config)
     overrides = opt.backend_overrides(backend, model, base_url, api_key_env, None, None)
-    backend_config = opt.backend_config(data, overrides, str(config or "flags"))
+    _, _, backend_config = opt.load_config(config, overrides)
     sampling = Sampling(**{"temperature": 0.7, "max_tokens": 256, **opt.sampling_overrides(temperature, max_tokens)})
     session = ChatSession(
         ChatModel(backend_config),
@@ -47,30 +47,40 @@ def chat_command(
         sys.stdout.write("\n")
         return
     typer.echo(f"chatting with {session.character.label} — {HELP}", err=True)
+    interact(session, run)
+
+
+def interact(session: ChatSession, run: Path | None) -> None:
+    """The read-answer loop. A failed command or answer is reported and the chat goes on: one
+    mistyped `/character` or a server hiccup should not throw away the conversation."""
     while True:
         try:
             text = input("you> ").strip()
         except EOFError:
             break
-        if not text:
-            continue
         if text in ("/quit", "/exit"):
             break
-        if text == "/reset":
-            session.reset()
-            typer.echo("(history cleared)", err=True)
-            continue
-        if text.startswith("/character "):
-            session.set_character(resolve_character(text.split(" ", 1)[1], run))
-            typer.echo(f"(now chatting with {session.character.label})", err=True)
-            continue
-        if text.startswith("/save"):
-            target = Path(text.split(" ", 1)[1] if " " in text else "chat.json")
-            typer.echo(f"(saved to {session.save(target)})", err=True)
-            continue
-        if text.startswith("/"):
-            typer.echo(HELP, err=True)
-            continue
+        try:
+            _handle(session, run, text)
+        except (OpenCharacterError, OSError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+
+
+def _handle(session: ChatSession, run: Path | None, text: str) -> None:
+    if not text:
+        return
+    if text == "/reset":
+        session.reset()
+        typer.echo("(history cleared)", err=True)
+    elif text.startswith("/character "):
+        session.set_character(resolve_character(text.split(" ", 1)[1], run))
+        typer.echo(f"(now chatting with {session.character.label})", err=True)
+    elif text.startswith("/save"):
+        target = Path(text.split(" ", 1)[1] if " " in text else "chat.json")
+        typer.echo(f"(saved to {session.save(target)})", err=True)
+    elif text.startswith("/"):
+        typer.echo(HELP, err=True)
+    else:
         sys.stdout.write(f"{session.character.label}> ")
         for piece in session.reply(text):
             sys.stdout.write(piece)

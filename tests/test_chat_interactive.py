@@ -1,0 +1,59 @@
+"""Interactive `chat` over a real pipe and a real socket: commands, history, and errors that don't end the chat."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from opencharacter.server import Faults, ScriptedResponder, serve_in_thread
+
+SAILOR = "A retired sailor who paints seascapes."
+KEEPER = "A lighthouse keeper who collects shells."
+
+
+def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
+    seen = []
+
+    class Recording(ScriptedResponder):
+        async def __call__(self, payload):
+            seen.append(payload)
+            return await super().__call__(payload)
+
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    lines = [
+        "Hello there",  # the server answers 500: reported, the chat goes on
+        "Hello there",
+        f"/save {first}",
+        f"/character {KEEPER}",
+        "/character Nobody",  # too short to be a persona: reported, the keeper stays
+        f"/save {tmp_path / 'missing' / 'dir' / 'x.json'}",  # not writable: reported
+        "What do you do?",
+        "/reset",
+        f"/save {second}",
+        "/quit",
+        "never read",
+    ]
+    with serve_in_thread(Recording(faults=Faults(server_errors=1))) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "opencharacter", "chat", "--backend", "openai", "--base-url", url,
+             "--model", "served", "--character", SAILOR],
+            input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "echo: Hello there" in done.stdout and "echo: What do you do?" in done.stdout
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 3, done.stderr
+    assert "500" in errors[0] and "too short to be a persona" in errors[1] and "x.json" in errors[2]
+    assert "(now chatting with character)" in done.stderr and "(history cleared)" in done.stderr
+
+    # The failed call left no trace in the history: one user turn, one answer.
+    saved = json.loads(first.read_text())["messages"]
+    assert [m["role"] for m in saved] == ["system", "user", "assistant"]
+    assert SAILOR in saved[0]["content"] and saved[2]["content"] == "echo: Hello there"
+    # After switching, the keeper answers from a fresh history; /reset clears it again.
+    assert len(seen) == 3  # the failed call, then one per answered message; /quit stopped the rest
+    keeper_call = seen[2]["messages"]
+    assert KEEPER in keeper_call[0]["content"] and [m["role"] for m in keeper_call] == ["system", "user"]
+    after_reset = json.loads(second.read_text())["messages"]
+    assert len(after_reset) == 1 and KEEPER in after_reset[0]["content"]
