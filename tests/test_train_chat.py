@@ -124,3 +124,40 @@ def test_one_shot_chat_over_http_sends_the_character_system_prompt(tmp_path, run
 def test_chat_with_an_unknown_short_character_is_a_clear_error(run_cli, tiny_run):
     code, _, err = run_cli("chat", "--run", tiny_run, "--character", "Nobody", "--message", "hi", "--backend", "fake")
     assert code == 2 and "too short to be a persona" in err
+
+
+def test_merged_model_answers_exactly_like_base_plus_adapter(tiny_run, tmp_path, run_cli):
+    import torch
+
+    from opencharacter.backends.model_loading import load_model_and_tokenizer
+
+    out = tmp_path / "merged-run"
+    code, _, err = run_cli("train", "--run", tiny_run, "--out", out, "--max-steps", 2, "--merge", *TRAIN_FLAGS)
+    assert code == 0, err
+    assert (out / "adapter_config.json").is_file() and (out / "merged" / "config.json").is_file()
+    assert not (out / "merged" / "adapter_config.json").exists()
+    adapter, tokenizer = load_model_and_tokenizer(str(out), "cpu")
+    merged, _ = load_model_and_tokenizer(str(out / "merged"), "cpu")
+    ids = tokenizer("Tell me about the sea, old sailor.", return_tensors="pt")["input_ids"]
+    with torch.inference_mode():
+        tuned, flat = adapter(ids).logits, merged(ids).logits
+        with adapter.disable_adapter():
+            untuned = adapter(ids).logits
+    assert torch.allclose(tuned, flat, atol=1e-4), "merged weights must equal base + adapter"
+    assert not torch.allclose(tuned, untuned, atol=1e-4), "two steps at this learning rate must move the model"
+
+
+def test_full_fine_tuning_writes_full_weights_that_chat_loads(tiny_run, tmp_path, run_cli):
+    out = tmp_path / "full"
+    code, _, err = run_cli("train", "--run", tiny_run, "--out", out, "--full", "--max-steps", 2, *TRAIN_FLAGS)
+    assert code == 0, err
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    meta = json.loads((out / "opencharacter.json").read_text())
+    assert meta["method"] == "full" and meta["steps"] == 2
+    character = read_jsonl(tiny_run / "characters.jsonl")[0]["character_id"]
+    code, text, err = run_cli(
+        "chat", "--model", out, "--run", tiny_run, "--character", character,
+        "--message", "Hello!", "--max-tokens", 8, "--temperature", 0,
+    )  # fmt: skip
+    assert code == 0, err
+    assert text.strip()
