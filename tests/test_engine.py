@@ -111,3 +111,23 @@ def test_invalid_output_gets_fresh_attempts_then_a_parse_error(tmp_path):
 def test_backoff_grows_and_is_capped():
     assert all(0 <= Engine.backoff(r, None) <= min(30, 0.5 * 2**r) for r in range(12))
     assert Engine.backoff(0, 7.0) >= 7.0
+
+
+def test_a_local_model_retrained_in_place_gets_new_cache_keys(tmp_path):
+    """The cache keys on the model's files, not its directory name: new weights, new answers."""
+    from opencharacter.backends import build_backend
+
+    model = tmp_path / "models" / "m1"
+    model.mkdir(parents=True)
+    (model / "adapter_model.safetensors").write_bytes(b"first weights")
+    (model / "loss.png").write_bytes(b"a report, not the model")
+    backend = build_backend(BackendConfig(backend="fake", model=str(model)))
+    before = Engine(backend, RunStore(tmp_path / "run")).cache_key(REQUEST, "p@v1", 0)
+    assert backend.cache_identity.startswith(f"fake:{model}@")
+    (model / "loss.png").write_bytes(b"a redrawn report")  # reports beside the weights don't count
+    assert Engine(build_backend(backend.config), RunStore(tmp_path / "run")).cache_key(REQUEST, "p@v1", 0) == before
+    (model / "adapter_model.safetensors").write_bytes(b"retrained weights, longer")
+    after = Engine(build_backend(backend.config), RunStore(tmp_path / "run")).cache_key(REQUEST, "p@v1", 0)
+    assert after != before
+    remote = build_backend(BackendConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model=str(model)))
+    assert remote.cache_identity == str(model)  # a served model's name is all the client knows

@@ -58,6 +58,15 @@ def test_benchmark_eval_writes_every_artifact_and_resumes(tmp_path, run_cli, ben
     # The same directory cannot silently hold another configuration.
     code, _, err = run_cli("eval", "--benchmark", benchmark, "--out", light, *FAKE)
     assert code == 2 and "use a new --out" in err
+    # Nor answers of a local model that was retrained in place since.
+    model = tmp_path / "m1"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"weights")
+    local = tmp_path / "local"
+    assert run_cli("eval", "--benchmark", benchmark, "--out", local, "--light", "--model", model, *FAKE)[0] == 0
+    (model / "model.safetensors").write_bytes(b"retrained weights")
+    code, _, err = run_cli("eval", "--benchmark", benchmark, "--out", local, "--light", "--model", model, *FAKE)
+    assert code == 2 and "earlier version" in err and "use a new --out" in err
 
 
 def test_questions_are_generated_for_new_personas(tmp_path, run_cli):

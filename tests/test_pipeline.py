@@ -200,3 +200,14 @@ export: [messages]
     dialogues = read_jsonl(tmp_path / "flagged" / "dialogues.jsonl")
     assert len(dialogues) == 3 * 2 * 2 and dialogues[0]["model"] == "fake:embedded"
     assert len(read_jsonl(tmp_path / "flagged" / "exports" / "messages.jsonl")) == 12
+
+
+def test_a_run_directory_keeps_one_teacher(tmp_path, run_cli, personas_file):
+    run = tmp_path / "run"
+    assert run_cli("profiles", "--personas", personas_file, "--out", run, "--limit", 2, *FAKE)[0] == 0
+    before = (run / "characters.jsonl").read_bytes()
+    code, _, err = run_cli(
+        "profiles", "--personas", personas_file, "--out", run, "--limit", 4, "--backend", "fake", "--model", "other"
+    )
+    assert code == 2 and "holds data made by fake:embedded, not fake:other" in err and "new --out" in err
+    assert (run / "characters.jsonl").read_bytes() == before  # nothing was mixed in

@@ -65,3 +65,15 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fideli
     assert "| base |" in markdown and "Data and compute" in markdown and "student generate" in markdown
     base_q = (out / "evals" / "base" / "questions.jsonl").read_text()
     assert base_q == (out / "evals" / "generate" / "questions.jsonl").read_text()  # identical questions
+
+    # A rerun reuses both students; a changed learning rate retrains them (and redoes their evaluations).
+    adapter = out / "model-generate" / "adapter_model.safetensors"
+    stamp = adapter.stat().st_mtime_ns
+    code, _, err = run_cli("recipe", config, "-q")
+    assert code == 0 and "retraining" not in err and adapter.stat().st_mtime_ns == stamp
+    config.write_text(config.read_text().replace("learning_rate: 0.001", "learning_rate: 0.0005"), encoding="utf-8")
+    code, _, err = run_cli("recipe", config, "-q")
+    assert code == 0 and err.count("retraining") == 2, err
+    assert adapter.stat().st_mtime_ns != stamp
+    meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
+    assert meta["config"]["learning_rate"] == 0.0005 and meta["steps"] == 2

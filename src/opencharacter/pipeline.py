@@ -14,6 +14,7 @@ from opencharacter.backends import Backend, build_backend
 from opencharacter.config import BackendConfig, InstructionSource, ProfilesConfig, SynthesisConfig
 from opencharacter.engine import Engine, StageResult, run_stage
 from opencharacter.engine.progress import StageProgress
+from opencharacter.errors import ConfigError
 from opencharacter.export.run_files import write_run_files
 from opencharacter.records import Character, Instruction, Persona, Strategy
 from opencharacter.sources import LoadReport, load_instructions
@@ -42,6 +43,7 @@ class RunSession:
         self.started = time.monotonic()
         self.store = RunStore(self.run_dir)
         self.backend = build_backend(self.backend_config)
+        self._check_teacher()
         self.engine = Engine(
             self.backend,
             self.store,
@@ -49,6 +51,19 @@ class RunSession:
             max_retries=self.backend_config.max_retries,
         )
         self.progress = StageProgress(self.engine.stats, enabled=self.show_progress)
+
+    def _check_teacher(self) -> None:
+        """A run directory is one teacher's dataset: resuming with another model would silently mix
+        two models' answers (finished records are kept, new ones come from the new model)."""
+        recorded = self.store.get_meta("teacher")
+        if recorded is None:
+            self.store.set_meta("teacher", self.backend.model_id)
+        elif recorded != self.backend.model_id:
+            self.store.close()
+            raise ConfigError(
+                f"{self.run_dir} holds data made by {recorded}, not {self.backend.model_id}: "
+                "use a new --out to make data with another model"
+            )
 
     def record_config(self, key: str, value: Any) -> None:
         history = self.store.get_meta("commands", [])

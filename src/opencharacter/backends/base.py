@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING
 
+from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.records import ChatRequest, Completion
 
 if TYPE_CHECKING:
@@ -34,6 +36,13 @@ class Backend(ABC):
     def model_id(self) -> str:
         """What records store as the model that made them."""
         return self.config.model
+
+    @cached_property
+    def cache_identity(self) -> str:
+        """What the call cache keys on: the model id, plus a fingerprint of the files of a local
+        model directory, so that retraining a model in place invalidates its cached answers."""
+        fingerprint = directory_fingerprint(self.config.model) if self.capabilities.local else None
+        return f"{self.model_id}@{fingerprint}" if fingerprint else self.model_id
 
     @abstractmethod
     async def complete(self, request: ChatRequest) -> Completion:

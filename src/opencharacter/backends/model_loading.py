@@ -13,8 +13,11 @@ from typing import Any
 
 from opencharacter.backends.embedded import EMBEDDED_NAME, embedded_model_dir, quiet_transformers
 from opencharacter.errors import ConfigError, MissingDependencyError
+from opencharacter.hashing import content_hash
 
 MODEL_META = "opencharacter.json"
+# What `opencharacter train` writes beside the weights as reports; they don't change what the model says.
+_REPORT_FILES = {MODEL_META, "loss_history.json", "split.json", "README.md", "loss.png"}
 
 
 def resolve_model_path(model: str) -> str:
@@ -30,6 +33,24 @@ def model_meta(model: str) -> dict[str, Any]:
     if path.is_file():
         return json.loads(path.read_text(encoding="utf-8"))
     return {}
+
+
+def directory_fingerprint(model: str) -> str | None:
+    """A short hash of a local model directory's files (name, size, modification time), else None.
+
+    Part of the call cache's key, so a model retrained in place is never answered from the old
+    model's cache. Sizes and times rather than contents: hashing gigabytes of weights at every start
+    would cost more than it saves, and a copied directory only costs a cache miss, never a wrong hit.
+    """
+    directory = Path(model)
+    if not directory.is_dir():
+        return None
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.name not in _REPORT_FILES)
+    parts: list[object] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    base = adapter_base(model)
+    if base is not None:
+        parts.append(directory_fingerprint(base) or base)
+    return content_hash("model-files", parts, length=12)
 
 
 def adapter_base(model: str) -> str | None:

@@ -58,7 +58,7 @@ class Engine:
 
     def cache_key(self, request: ChatRequest, prompt_id: str, attempt: int) -> str:
         return content_hash(
-            "call", prompt_id, self.backend.model_id, request.model_dump(mode="json"), attempt, length=32
+            "call", prompt_id, self.backend.cache_identity, request.model_dump(mode="json"), attempt, length=32
         )
 
     async def generate(self, request: ChatRequest, *, prompt_id: str, attempt: int = 0) -> Completion:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from opencharacter.backends import build_backend
+from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.config import BackendConfig, EvalConfig
 from opencharacter.engine import Engine, WorkItem, run_stage
 from opencharacter.engine.progress import StageProgress
@@ -210,10 +211,14 @@ def evaluate(
         "model": model.model,
         "base_url": model.base_url,
         "system": config.system_prompt,
+        # A local model retrained in place is another model: its old answers and verdicts must not stand.
+        "files": directory_fingerprint(model.model),
     }
     if recorded is not None and recorded != wanted:
         store.close()
-        raise ConfigError(f"{out} holds an evaluation of {recorded['model']} ({recorded['system']}); use a new --out")
+        same_model = {**recorded, "files": None} == {**wanted, "files": None}
+        what = "an earlier version (its files have changed since)" if same_model else "an evaluation"
+        raise ConfigError(f"{out} holds {what} of {recorded['model']} ({recorded['system']}); use a new --out")
     store.set_meta("eval_model", wanted)
     try:
         data = asyncio.run(_evaluate(store, personas, questions, model, judges, config, show_progress))

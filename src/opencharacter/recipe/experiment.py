@@ -12,16 +12,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from opencharacter.backends.model_loading import MODEL_META
-from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig
+from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig, TrainConfig
 from opencharacter.eval.runner import evaluate
 from opencharacter.eval.scores import bootstrap_delta
 from opencharacter.eval.sources import load_run_characters
+from opencharacter.export.run_files import DIALOGUES
 from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
@@ -30,6 +34,7 @@ from opencharacter.records import Persona
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
 
+_STUDENT_KEY = "recipe_key.txt"
 METRICS = ("PersonaScore", "Expected Action", "Toxicity Control", "Linguistic Habits", "Persona Consistency",
            "Action Justification")  # fmt: skip
 
@@ -84,12 +89,12 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
         settings = config.train.model_copy(update={"strategies": [strategy], "seed": config.seed})
         target = out / f"model-{strategy}"
         models[strategy] = target
-        if (target / MODEL_META).exists():  # a rerun resumes: finished students are not retrained
+        if _prepare_student(target, out / "evals" / strategy, _student_key(settings, filtered)):
             meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
             trained[strategy] = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
             trained[strategy].update(dialogues=meta["train_examples"], seconds=meta.get("seconds", 0.0))
             continue
-        result = train(settings, filtered, target, resume=(target / "checkpoints").exists())
+        result = train(settings, filtered, target, resume=True)  # from its last checkpoint, if it has one
         trained[strategy] = {
             "dialogues": result.train_examples,
             "steps": result.steps,
@@ -127,6 +132,30 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     with atomic_open(out / "results.md") as stream:
         stream.write(render_markdown(results))
     return results
+
+
+def _student_key(settings: TrainConfig, data: Path) -> str:
+    """What a student is a function of: its training settings and the exact dialogues it learns from."""
+    digest = hashlib.sha256((data / DIALOGUES).read_bytes()).hexdigest()
+    return content_hash("recipe-student", settings.model_dump(mode="json"), digest)
+
+
+def _prepare_student(target: Path, evaluation: Path, key: str) -> bool:
+    """True when `target` already holds the finished student for `key` (a rerun reuses it).
+
+    A student made from other settings or data is stale: it and its evaluation are removed, so a
+    changed learning rate or filter retrains instead of silently reporting the old model.
+    """
+    stamp = target / _STUDENT_KEY
+    if target.exists() and (not stamp.exists() or stamp.read_text(encoding="utf-8") != key):
+        print(f"{target.name}: training settings or data changed since it was trained; retraining", file=sys.stderr)
+        shutil.rmtree(target)
+        shutil.rmtree(evaluation, ignore_errors=True)
+    if (target / MODEL_META).exists():
+        return True
+    target.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(key, encoding="utf-8")
+    return False
 
 
 def _usage(run: Path) -> dict[str, Any]:
