@@ -39,6 +39,36 @@ def test_constrained_decoding_yields_valid_profiles(embedded):
     assert all(c.prompt_tokens > 50 and c.completion_tokens > 10 for c in completions)
 
 
+def test_a_seeded_request_samples_the_same_text_alone_or_in_any_batch(embedded, monkeypatch):
+    """Sampling is per request (RowSampler): requests with different seeds share one generate call,
+    and batch companions or earlier draws don't change a seeded answer."""
+    local = embedded.local_model()
+    batch_sizes = []
+    generate = local.generate
+    monkeypatch.setattr(
+        local, "generate", lambda requests, prompts: batch_sizes.append(len(requests)) or generate(requests, prompts)
+    )
+
+    def request(text, seed):
+        return ChatRequest(
+            messages=[ChatMessage(role="user", content=text)],
+            sampling=Sampling(temperature=1.0, top_p=0.95, max_tokens=24, seed=seed),
+        )
+
+    probe = request("Describe a harbour at dawn.", seed=11)
+    others = [request(t, seed=i) for i, t in enumerate(["Hi.", "Tell me a long story about a fox and a crow.", "2+2?"])]
+
+    async def batch(requests):
+        return await asyncio.gather(*(embedded.complete(r) for r in requests))
+
+    alone = asyncio.run(batch([probe]))[0].text
+    crowded = asyncio.run(batch([others[1], probe, *others[::2]]))[1].text
+    assert batch_sizes == [1, 4], "differently seeded requests must still be batched together"
+    assert alone == crowded and alone.strip()
+    reseeded = request("Describe a harbour at dawn.", seed=12)
+    assert asyncio.run(batch([reseeded]))[0].text != alone
+
+
 def test_free_text_batch_generation_reports_tokens_and_stops(embedded):
     request = ChatRequest(
         messages=[ChatMessage(role="user", content="Name three colours.")],

@@ -131,3 +131,30 @@ def test_a_local_model_retrained_in_place_gets_new_cache_keys(tmp_path):
     assert after != before
     remote = build_backend(BackendConfig(backend="openai", base_url="http://127.0.0.1:9/v1", model=str(model)))
     assert remote.cache_identity == str(model)  # a served model's name is all the client knows
+
+
+def test_every_call_is_sent_with_a_seed_derived_from_its_key(tmp_path):
+    """Reruns reproduce (same call, same seed); retries are fresh draws (new attempt, new seed)."""
+    from opencharacter.engine.engine import with_call_seed
+
+    sent = []
+
+    class Recording(ScriptBackend):
+        async def complete(self, request):
+            sent.append(request.sampling.seed)
+            return await super().complete(request)
+
+    engine = engine_for(tmp_path, Recording(["not json", '{"ok": 1}']))
+
+    def parse(completion):
+        if not completion.text.startswith("{"):
+            raise ParseError("not JSON", raw=completion.text)
+        return completion.text
+
+    assert asyncio.run(engine.generate_parsed(REQUEST, parse, prompt_id="p@v1", max_attempts=2)) == ('{"ok": 1}', 2)
+    first, retry = sent
+    assert first != retry and all(isinstance(s, int) and 0 <= s < 2**31 for s in sent)
+    assert with_call_seed(REQUEST, engine.cache_key(REQUEST, "p@v1", 0)).sampling.seed == first  # as a rerun would
+    user_seeded = REQUEST.model_copy(update={"sampling": Sampling(seed=7)})
+    assert with_call_seed(user_seeded, "k").sampling.seed != with_call_seed(REQUEST, "k").sampling.seed
+    assert REQUEST.sampling.seed is None  # the caller's request is not modified

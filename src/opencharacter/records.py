@@ -166,7 +166,9 @@ class Sampling(Record):
     repetition_penalty: float = Field(
         1.1, ge=1.0, le=2.0, description="Local backends only; OpenAI-compatible servers ignore it."
     )
-    seed: int | None = Field(None, description="Per-request seed, when the backend supports one.")
+    seed: int | None = Field(
+        None, description="Mixed into the seed the engine gives each call (reruns reproduce; retries redraw)."
+    )
 
 
 class ChatRequest(Record):

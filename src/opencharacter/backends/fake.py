@@ -75,7 +75,8 @@ class FakeBackend(Backend):
         options = self.config.options
         if options.get("delay"):
             await asyncio.sleep(float(options["delay"]))
-        key = content_hash(canonical_json(request.model_dump()))
+        # Without the per-call seed, so a retry of the same prompt counts as the same request.
+        key = content_hash(canonical_json(request.model_dump(exclude={"sampling": {"seed"}})))
         self._seen[key] = self._seen.get(key, 0) + 1
         every = int(options.get("fail_every", 0))
         if every and int(key, 16) % every == 0:

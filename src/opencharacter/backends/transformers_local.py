@@ -16,6 +16,7 @@ from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
 from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME
 from opencharacter.backends.model_loading import load_model_and_tokenizer
+from opencharacter.backends.row_sampling import RowSampler
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
@@ -72,7 +73,7 @@ class LocalModel:
         return self._grammars[key]
 
     def generate(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[Completion]:
-        """One `model.generate` call for requests sharing sampling parameters and schema."""
+        """One `model.generate` call for requests sharing sampling parameters (but seeds) and schema."""
         import torch
 
         sampling = requests[0].sampling
@@ -86,17 +87,15 @@ class LocalModel:
             "repetition_penalty": sampling.repetition_penalty,
             "pad_token_id": pad,
         }
-        if sampling.temperature > 0:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        processors: list[Any] = []
         if schema is not None:
             import xgrammar as xgr
 
-            kwargs["logits_processor"] = [xgr.contrib.hf.LogitsProcessor(self._grammar(schema))]
+            processors.append(xgr.contrib.hf.LogitsProcessor(self._grammar(schema)))
+        if sampling.temperature > 0:  # sampled per request (row_sampling.py), so greedy decoding below
+            processors.append(RowSampler([r.sampling.seed for r in requests], sampling.temperature, sampling.top_p))
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=processors)
         with self._lock, torch.inference_mode():
-            if sampling.seed is not None:
-                torch.manual_seed(sampling.seed)
             output = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         eos_ids = self._eos_ids()
         completions = []
@@ -131,7 +130,10 @@ class TransformersBackend(Backend):
         self._batcher: MicroBatcher[tuple[ChatRequest, list[int]], Completion] = MicroBatcher(
             self._run_batch,
             batch_size=config.batch_size,
-            group_of=lambda item: canonical_json([item[0].sampling.model_dump(), item[0].response_schema]),
+            # Each call has its own seed (see RowSampler); everything else must match to share a batch.
+            group_of=lambda item: canonical_json(
+                [item[0].sampling.model_dump(exclude={"seed"}), item[0].response_schema]
+            ),
             length_of=lambda item: len(item[1]),
         )
 

@@ -40,6 +40,17 @@ class EngineStats:
         return self.completion_tokens / elapsed if elapsed > 0 else 0.0
 
 
+def with_call_seed(request: ChatRequest, key: str) -> ChatRequest:
+    """The request as sent: seeded from its cache key (which includes the attempt number).
+
+    A rerun sends the same seed as the first run, so backends that honour seeds (the local ones,
+    vLLM, most OpenAI-compatible servers) reproduce it; a retry after invalid output gets a new
+    seed, so it is a fresh draw. A seed the user configured is mixed in, not replaced.
+    """
+    seed = int(content_hash("call-seed", key, request.sampling.seed, length=8), 16) % 2**31
+    return request.model_copy(update={"sampling": request.sampling.model_copy(update={"seed": seed})})
+
+
 class Engine:
     def __init__(
         self,
@@ -69,7 +80,7 @@ class Engine:
             self.stats.cached_calls += 1
             return cached
         async with self._semaphore:
-            completion = await self._call_with_retries(request)
+            completion = await self._call_with_retries(with_call_seed(request, key))
         self.store.put_call(key, prompt_id, self.backend.model_id, completion)
         self.stats.new_calls += 1
         self.stats.prompt_tokens += completion.prompt_tokens
