@@ -6,7 +6,8 @@ fixed latency. Prints wall time, the ideal N × latency / concurrency, their rat
 CPU seconds per request; a bare aiohttp + semaphore loop runs in the same session as a baseline.
 
 Part 2 — local generation: the transformers backend's tokens/s against a plain `model.generate`
-on the same prompts at the same batch size (greedy, so both produce the same tokens).
+on the same prompts at the same batch size: greedy (both produce the same tokens), and sampled
+(the backend's per-request sampler against transformers' own sampling).
 
     python bench/orchestration.py                    # defaults: 2000 requests, 200 ms, 64 and 256
     python bench/orchestration.py --requests 5000 --skip-local
@@ -129,7 +130,7 @@ def orchestration(count: int, latency: float, levels: list[int], repeats: int) -
         process.wait(10)
 
 
-def local_generation(batch_size: int, batches: int, max_tokens: int) -> None:
+def local_generation(batch_size: int, batches: int, max_tokens: int, temperature: float) -> None:
     import torch
 
     backend = build_backend(BackendConfig(backend="transformers", model="embedded", batch_size=batch_size))
@@ -138,7 +139,7 @@ def local_generation(batch_size: int, batches: int, max_tokens: int) -> None:
     prompts = [
         ChatRequest(
             messages=[ChatMessage(role="user", content=f"Write a short paragraph about {topics[i % 8]} ({i}).")],
-            sampling=Sampling(temperature=0.0, max_tokens=max_tokens, repetition_penalty=1.0),
+            sampling=Sampling(temperature=temperature, max_tokens=max_tokens, repetition_penalty=1.0),
         )
         for i in range(batch_size * batches)
     ]
@@ -166,11 +167,17 @@ def local_generation(batch_size: int, batches: int, max_tokens: int) -> None:
         ]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            output = model.generate(**encoded, max_new_tokens=max_tokens, do_sample=False, pad_token_id=eos)
+            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature else {}
+            output = model.generate(
+                **encoded, max_new_tokens=max_tokens, pad_token_id=eos, **{"do_sample": False, **sampling}
+            )
         for row in output[:, encoded["input_ids"].shape[1] :].tolist():
             plain_tokens += next((i + 1 for i, t in enumerate(row) if t == eos), len(row))
     plain_wall = time.perf_counter() - start
-    print(f"\n## Local generation: embedded model, batch {batch_size}, {batches} batches, {max_tokens} new tokens")
+    mode = f"sampled at temperature {temperature}" if temperature else "greedy"
+    print(
+        f"\n## Local generation: embedded model, batch {batch_size}, {batches} batches, {max_tokens} new tokens, {mode}"
+    )
     print(f"{'path':<22}{'tokens':>8}{'wall s':>9}{'tok/s':>9}")
     print(f"{'plain model.generate':<22}{plain_tokens:>8}{plain_wall:>9.2f}{plain_tokens / plain_wall:>9.1f}")
     print(f"{'transformers backend':<22}{backend_tokens:>8}{backend_wall:>9.2f}{backend_tokens / backend_wall:>9.1f}")
@@ -188,10 +195,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--batches", type=int, default=2)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--temperature", type=float, nargs="+", default=[0.0, 0.7], help="0 = greedy")
     args = parser.parse_args()
     orchestration(args.requests, args.latency, args.concurrency, args.repeats)
     if not args.skip_local:
-        local_generation(args.batch_size, args.batches, args.max_tokens)
+        for temperature in args.temperature:
+            local_generation(args.batch_size, args.batches, args.max_tokens, temperature)
 
 
 if __name__ == "__main__":
