@@ -152,7 +152,7 @@ def demo(
     ] = True,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Run everything on bundled sample data with the embedded model (about 8 minutes on 2 CPU cores)."""
+    """Run everything on bundled sample data with the embedded model (about 9 minutes on 2 CPU cores)."""
     backend_config = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     config = demo_config(run, personas, instructions, per_instruction, backend_config)
     run_dir = run_pipeline(config, quiet=quiet)
