@@ -114,7 +114,10 @@ def compare_command(
     second: Annotated[Path, typer.Argument(help="Evaluation to compare against it.")],
     samples: Annotated[int, typer.Option("--samples", help="Bootstrap resamples.")] = 2000,
 ) -> None:
-    """Per-task scores side by side, with deltas and 95% bootstrap confidence intervals over personas."""
+    """Per-task scores and fidelity side by side, with deltas and 95% bootstrap intervals over personas.
+
+    The table goes to stderr; stdout gets the deltas as one JSON line, for scripts."""
+    from opencharacter.eval.fidelity import reciprocal_ranks
     from opencharacter.eval.scores import bootstrap_delta
 
     def load(path: Path) -> dict:
@@ -144,6 +147,10 @@ def compare_command(
     fa, fb = a["fidelity"], b["fidelity"]
     if fa.get("answers") and fb.get("answers"):
         table.add_row("fidelity top-1", f"{fa['top1']:.2f}", f"{fb['top1']:.2f}", f"{fb['top1'] - fa['top1']:+.2f}", "")
-        table.add_row("fidelity MRR", f"{fa['mrr']:.2f}", f"{fb['mrr']:.2f}", f"{fb['mrr'] - fa['mrr']:+.2f}", "")
+        delta, low, high = bootstrap_delta(reciprocal_ranks(first), reciprocal_ranks(second), samples)
+        table.add_row(
+            "fidelity MRR", f"{fa['mrr']:.2f}", f"{fb['mrr']:.2f}", f"{delta:+.2f}", f"[{low:+.2f}, {high:+.2f}]"
+        )
+        rows.append({"task": "fidelity MRR", "delta": delta, "low": low, "high": high})
     console.print(table)
     typer.echo(json.dumps(rows))

@@ -9,6 +9,7 @@ Deterministic, and it measures exactly what the recipe trains: answers that depe
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -116,3 +117,14 @@ def fidelity_summary(results: list[FidelityResult]) -> dict[str, float]:
         "chance_top1": 1 / candidates,
         "chance_mrr": sum(1 / k for k in range(1, candidates + 1)) / candidates,
     }
+
+
+def reciprocal_ranks(evaluation: Path) -> dict[str, float]:
+    """Mean reciprocal rank per character of an evaluation directory: the unit that bootstrap
+    intervals resample, since answers of one character are not independent of each other."""
+    path = evaluation / "fidelity.jsonl"
+    by: dict[str, list[float]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        row = json.loads(line)
+        by.setdefault(row["persona_id"], []).append(1 / row["rank"])
+    return {persona: sum(v) / len(v) for persona, v in by.items()}

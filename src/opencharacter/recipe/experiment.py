@@ -22,6 +22,7 @@ from typing import Any
 
 from opencharacter.backends.model_loading import MODEL_META
 from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig, TrainConfig
+from opencharacter.eval.fidelity import reciprocal_ranks
 from opencharacter.eval.runner import evaluate
 from opencharacter.eval.scores import bootstrap_delta
 from opencharacter.eval.sources import load_run_characters
@@ -177,20 +178,10 @@ def _per_persona(summary: dict[str, Any], metric: str) -> dict[str, float]:
     return {p: s[metric] for p, s in summary["per_persona"].items() if metric in s}
 
 
-def _fidelity_rr(directory: Path) -> dict[str, float]:
-    """Per-character mean reciprocal rank, for bootstrap intervals on fidelity."""
-    path = directory / "fidelity.jsonl"
-    by: dict[str, list[float]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
-        row = json.loads(line)
-        by.setdefault(row["persona_id"], []).append(1 / row["rank"])
-    return {p: sum(v) / len(v) for p, v in by.items()}
-
-
 def _table(evals: dict[str, dict[str, Any]], base_dir: Path) -> list[dict[str, Any]]:
     base = evals["base"]
     rows = []
-    base_rr = _fidelity_rr(base_dir)
+    base_rr = reciprocal_ranks(base_dir)
     for label, summary in evals.items():
         row: dict[str, Any] = {"model": label}
         for metric in METRICS:
@@ -202,7 +193,7 @@ def _table(evals: dict[str, dict[str, Any]], base_dir: Path) -> list[dict[str, A
         row["fidelity MRR"] = fidelity.get("mrr")
         row["fidelity chance MRR"] = fidelity.get("chance_mrr")
         if label != "base":
-            row["fidelity MRR delta"] = bootstrap_delta(base_rr, _fidelity_rr(base_dir.parent / label))
+            row["fidelity MRR delta"] = bootstrap_delta(base_rr, reciprocal_ranks(base_dir.parent / label))
         row["excluded verdicts"] = summary["excluded_verdicts"]
         rows.append(row)
     return rows
