@@ -167,10 +167,10 @@ def local_generation(batch_size: int, batches: int, max_tokens: int, temperature
         ]
         encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature else {}
-            output = model.generate(
-                **encoded, max_new_tokens=max_tokens, pad_token_id=eos, **{"do_sample": False, **sampling}
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature else {"do_sample": False}
             )
+            output = model.generate(**encoded, max_new_tokens=max_tokens, pad_token_id=eos, **sampling)
         for row in output[:, encoded["input_ids"].shape[1] :].tolist():
             plain_tokens += next((i + 1 for i, t in enumerate(row) if t == eos), len(row))
     plain_wall = time.perf_counter() - start

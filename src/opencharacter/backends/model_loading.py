@@ -46,7 +46,7 @@ def directory_fingerprint(model: str) -> str | None:
     if not directory.is_dir():
         return None
     files = sorted(p for p in directory.iterdir() if p.is_file() and p.name not in _REPORT_FILES)
-    parts: list[object] = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
+    parts: list[object] = [(p.name, stat.st_size, stat.st_mtime_ns) for p in files for stat in [p.stat()]]
     base = adapter_base(model)
     if base is not None:
         parts.append(directory_fingerprint(base) or base)

@@ -85,12 +85,13 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
 
     models: dict[str, Path] = {}
     trained: dict[str, Any] = {}
+    data_digest = hashlib.sha256((filtered / DIALOGUES).read_bytes()).hexdigest()  # once, for every student
     for strategy in config.strategies:
         step = time.monotonic()
         settings = config.train.model_copy(update={"strategies": [strategy], "seed": config.seed})
         target = out / f"model-{strategy}"
         models[strategy] = target
-        if _prepare_student(target, out / "evals" / strategy, _student_key(settings, filtered)):
+        if _prepare_student(target, out / "evals" / strategy, _student_key(settings, data_digest)):
             meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
             trained[strategy] = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
             trained[strategy].update(dialogues=meta["train_examples"], seconds=meta.get("seconds", 0.0))
@@ -135,10 +136,9 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     return results
 
 
-def _student_key(settings: TrainConfig, data: Path) -> str:
+def _student_key(settings: TrainConfig, data_digest: str) -> str:
     """What a student is a function of: its training settings and the exact dialogues it learns from."""
-    digest = hashlib.sha256((data / DIALOGUES).read_bytes()).hexdigest()
-    return content_hash("recipe-student", settings.model_dump(mode="json"), digest)
+    return content_hash("recipe-student", settings.model_dump(mode="json"), data_digest)
 
 
 def _prepare_student(target: Path, evaluation: Path, key: str) -> bool:
