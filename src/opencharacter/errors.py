@@ -72,3 +72,52 @@ class MissingDependencyError(OpenCharacterError):
 
     def __str__(self) -> str:
         return f"{self.package} is not installed; run: pip install 'opencharacter[{self.extra}]'"
+
+
+class FatalBackendError(BackendError):
+    """A backend error that no retry can fix: bad credentials (401/403), an unknown model or endpoint
+    (404), or a server that refuses connections before any call succeeded.
+
+    The executor stops the whole run at once on it (items already done stay done), instead of
+    recording every remaining item as failed; the CLI prints its one line and exits 1.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message, status, False, None)
+        # BackendError.__init__ stored four args; keep the two we take so the exception pickles.
+        self.args = (message, status)
+
+
+class RunIncomplete(OpenCharacterError):
+    """The run finished its work, but some items ended as failures: the data is not what was asked.
+
+    Raised after the output files and the summary are written, so a script sees a non-zero exit
+    (3) while a person sees what failed and that `--retry-failed` tries those items again.
+    """
+
+    exit_code = 3
+
+    def __init__(self, failed: int, total: int) -> None:
+        super().__init__(failed, total)
+        self.failed, self.total = failed, total
+
+    def __str__(self) -> str:
+        return (
+            f"{self.failed} of {self.total} items failed (see failures.jsonl); "
+            "rerun with --retry-failed to try them again"
+        )
+
+
+class Interrupted(OpenCharacterError):
+    """SIGINT (Ctrl-C) or SIGTERM stopped the run; everything committed so far is kept.
+
+    Exit status follows the shell convention 128 + signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    def __init__(self, signal_number: int = 2) -> None:
+        super().__init__(signal_number)
+        self.signal_number = signal_number
+        self.exit_code = 128 + signal_number
+
+    def __str__(self) -> str:
+        return "interrupted: rerun the same command to resume"
