@@ -161,8 +161,11 @@ STARTUP_CPU = 0.0  # the CPU seconds of `opencharacter --help`, taken off before
 def new_calls(run: Path) -> int:
     import sqlite3
 
-    with sqlite3.connect(run / "store.sqlite") as db:
+    db = sqlite3.connect(run / "store.sqlite")
+    try:  # closed at once: an open reader would keep the next command's WAL file alive
         row = db.execute("SELECT new_calls FROM sessions ORDER BY rowid DESC LIMIT 1").fetchone()
+    finally:
+        db.close()
     return row[0] if row else 0
 
 

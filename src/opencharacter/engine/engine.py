@@ -19,7 +19,7 @@ from typing import TypeVar
 from opencharacter.backends.base import Backend
 from opencharacter.engine.keys import request_json
 from opencharacter.errors import BackendError, ParseError
-from opencharacter.hashing import HASH_VERSION, canonical_json, content_hash
+from opencharacter.hashing import HASH_VERSION, canonical_json
 from opencharacter.records import ChatRequest, Completion
 from opencharacter.store import RunStore
 
@@ -50,7 +50,10 @@ def with_call_seed(request: ChatRequest, key: str) -> ChatRequest:
     vLLM, most OpenAI-compatible servers) reproduce it; a retry after invalid output gets a new
     seed, so it is a fresh draw. A seed the user configured is mixed in, not replaced.
     """
-    seed = int(content_hash("call-seed", key, request.sampling.seed, length=8), 16) % 2**31
+    # = content_hash("call-seed", key, seed, length=8), spelled out: this runs on every call.
+    configured = "null" if request.sampling.seed is None else str(int(request.sampling.seed))
+    text = f'["{HASH_VERSION}","call-seed","{key}",{configured}]'
+    seed = int(hashlib.sha256(text.encode("utf-8")).hexdigest()[:8], 16) % 2**31
     return request.model_copy(update={"sampling": request.sampling.model_copy(update={"seed": seed})})
 
 

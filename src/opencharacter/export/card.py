@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from opencharacter import __version__
+from opencharacter.costs import card_lines
 from opencharacter.fileio import atomic_open
 from opencharacter.store import RunStore
 
@@ -64,6 +65,7 @@ def write_card(store: RunStore) -> Path:
             for key, u in sorted(usage.items())
         ),
         "",
+        *card_lines(store),
         "## Commands and wall time",
         "",
         "| command | wall seconds | new calls | cached calls |",

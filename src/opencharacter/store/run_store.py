@@ -213,13 +213,18 @@ class RunStore:
         cached = self.get_meta(cache_key)
         if cached is not None and cached["generation"] == generation:
             return cached["counts"]
-        counts: dict[str, dict[str, int]] = {}
-        for field in fields:
-            rows = self._db.execute(
-                "SELECT json_extract(data, ?), COUNT(*) FROM records WHERE stage = ? GROUP BY 1",
-                (f"$.{field}", stage),
-            )
-            counts[field] = {str(value): n for value, n in rows if value is not None}
+        # One json_extract with every path parses each record once and returns the values as a JSON array.
+        counts: dict[str, dict[str, int]] = {field: {} for field in fields}
+        paths = ", ".join("?" for _ in fields)
+        rows = self._db.execute(
+            f"SELECT json_extract(data, {paths}), COUNT(*) FROM records WHERE stage = ? GROUP BY 1",
+            (*(f"$.{field}" for field in fields), stage),
+        )
+        for values, n in rows:
+            decoded = json.loads(values) if len(fields) > 1 else [values]
+            for field, value in zip(fields, decoded, strict=True):
+                if value is not None:
+                    counts[field][str(value)] = counts[field].get(str(value), 0) + n
         self.set_meta(cache_key, {"generation": generation, "counts": counts})
         return counts
 
