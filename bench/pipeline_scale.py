@@ -151,7 +151,8 @@ class Step:
         per_call = f"{(self.cpu - STARTUP_CPU) / self.calls * 1000:>10.2f}" if self.calls else f"{'-':>10}"
         rate = f"{self.calls / self.wall:>9.0f}" if self.calls else f"{'-':>9}"
         failed = "" if self.returncode == 0 else f"  (exit {self.returncode})"
-        return f"{self.name:<28}{self.calls:>8}{self.wall:>9.1f}{rate}{per_call}{self.cpu:>9.1f}{self.rss_mb:>9.0f}{failed}"
+        head = f"{self.name:<28}{self.calls:>8}{self.wall:>9.1f}"
+        return f"{head}{rate}{per_call}{self.cpu:>9.1f}{self.rss_mb:>9.0f}{failed}"
 
 
 HEADER = f"{'command':<28}{'calls':>8}{'wall s':>9}{'calls/s':>9}{'CPU ms/c':>10}{'CPU s':>9}{'RSS MB':>9}"
