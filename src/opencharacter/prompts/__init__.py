@@ -56,21 +56,24 @@ class PromptTemplate:
         return _compiled(self.source)
 
     def render_block(self, block: str, **variables: Any) -> str:
+        return self._render_blocks((block,), variables)[0]
+
+    def _render_blocks(self, blocks: tuple[str, ...], variables: dict[str, Any]) -> list[str]:
         template = self.compiled
-        if block not in template.blocks:
-            raise ConfigError(f"prompt {self.id} has no {{% block {block} %}}")
-        context = template.new_context(variables)
-        return "".join(template.blocks[block](context)).strip()
+        for block in blocks:
+            if block not in template.blocks:
+                raise ConfigError(f"prompt {self.id} has no {{% block {block} %}}")
+        context = template.new_context(variables)  # one context for all blocks: building it is most of a render
+        return ["".join(template.blocks[block](context)).strip() for block in blocks]
 
     def has_block(self, block: str) -> bool:
         return block in self.compiled.blocks
 
     def render(self, **variables: Any) -> list[ChatMessage]:
         """System and user messages; a template without a `user` block gives only the system message."""
-        messages = [ChatMessage(role="system", content=self.render_block("system", **variables))]
-        if self.has_block("user"):
-            messages.append(ChatMessage(role="user", content=self.render_block("user", **variables)))
-        return messages
+        roles = ("system", "user") if self.has_block("user") else ("system",)
+        contents = self._render_blocks(roles, variables)
+        return [ChatMessage(role=role, content=content) for role, content in zip(roles, contents, strict=True)]
 
 
 def _available() -> dict[str, dict[int, str]]:
