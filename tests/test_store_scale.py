@@ -102,19 +102,29 @@ def test_writes_are_committed_in_batches_on_time_and_when_the_loop_ends(tmp_path
     store.close()
 
 
-def test_a_full_batch_commits_at_once(tmp_path, monkeypatch):
+def test_a_full_batch_commits_at_once_and_a_caller_without_a_loop_commits_every_write(tmp_path, monkeypatch):
     monkeypatch.setattr(run_store_module, "COMMIT_ROWS", 3)
     monkeypatch.setattr(run_store_module, "COMMIT_SECONDS", 3600.0)
     run = tmp_path / "run"
     store = RunStore(run)
-    for key in "ab":
-        store.put_call(key, "p@v1", "m", Completion(text=key))
-    assert committed_calls(run) == 0
-    store.put_call("c", "p@v1", "m", Completion(text="c"))
-    assert committed_calls(run) == 3
-    store.put_call("d", "p@v1", "m", Completion(text="d"))
-    del store  # dropped without close(): still kept
-    assert committed_calls(run) == 4
+    seen = []
+
+    async def main() -> None:
+        for key in "abc":
+            store.put_call(key, "p@v1", "m", Completion(text=key))
+            seen.append(committed_calls(run))
+        store.put_call("d", "p@v1", "m", Completion(text="d"))
+        seen.append(committed_calls(run))
+
+    asyncio.run(main())
+    assert seen == [0, 0, 3, 3]
+    assert committed_calls(run) == 4  # the loop ended: its open batch was committed
+    store.put_call("e", "p@v1", "m", Completion(text="e"))  # no loop: nothing is left pending
+    assert committed_calls(run) == 5
+    other = RunStore(run)  # and so another store on the same file is never locked out
+    other.put_call("f", "p@v1", "m", Completion(text="f"))
+    other.close()
+    store.close()
 
 
 def test_calls_round_trip_compressed_with_their_usage(tmp_path):

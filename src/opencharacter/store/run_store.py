@@ -8,7 +8,9 @@ Results are committed in small batches, not one transaction per row: a commit is
 running event loop sees to it when no further write comes). A call and the record made from it
 land in one transaction or in consecutive ones, so a crash loses at most the results of the last
 fraction of a second, which a rerun recomputes; it never duplicates one (records are keyed by id).
-Everything else (metadata, sessions, `close`) commits at once.
+Everything else (metadata, sessions, `close`), and any write made outside an event loop, commits at
+once. While a batch is open this process holds SQLite's write lock: open one RunStore per run
+directory per process (another process waits at most a batch's age for it).
 
 Call payloads are stored zlib-compressed (level 1: ~25 µs per call) with their token counts in
 columns; records stay JSON text, byte for byte the line the output files hold, so files are
@@ -80,25 +82,23 @@ class RunStore:
 
     # -- batched writes -----------------------------------------------------------------------------
     def _write(self, sql: str, args: tuple[Any, ...]) -> None:
-        """A hot-path write: joins the open batch, which commits when full or old enough."""
+        """A hot-path write: inside an event loop it joins the open batch, which commits when full or
+        old enough; a synchronous caller (no loop) commits at once and never leaves the lock held."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
         if not self._pending:
             self._db.execute("BEGIN")
             self._first_pending = time.monotonic()
-            self._arm_timer()
+            if loop is not None and (self._timer is None or self._timer.done()):
+                # A task, not a bare timer: when the loop ends first (asyncio.run cancels what is
+                # left), the cancellation still runs the task's `finally`, which commits.
+                self._timer = loop.create_task(self._commit_soon())
         self._db.execute(sql, args)
         self._pending += 1
-        if self._pending >= COMMIT_ROWS or time.monotonic() - self._first_pending >= COMMIT_SECONDS:
+        if loop is None or self._pending >= COMMIT_ROWS or time.monotonic() - self._first_pending >= COMMIT_SECONDS:
             self.flush()
-
-    def _arm_timer(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return  # no loop: a synchronous caller, the next write or close() commits
-        if self._timer is None or self._timer.done():
-            # A task, not a bare timer: when the loop ends first (asyncio.run cancels what is left),
-            # the cancellation still runs the `finally` and commits.
-            self._timer = loop.create_task(self._commit_soon())
 
     async def _commit_soon(self) -> None:
         try:
