@@ -158,6 +158,13 @@ class InstructionSource(Config):
     name: str | None = Field(None, description="Label in the `source` field (default: the file stem).")
 
 
+class ModelPrice(Config):
+    """What one model costs, in US$ per million tokens (a provider's list price)."""
+
+    input: float = Field(ge=0, description="US$ per million prompt (input) tokens.")
+    output: float = Field(ge=0, description="US$ per million completion (output) tokens.")
+
+
 class PipelineConfig(Config):
     """The whole pipeline, as one YAML file for `opencharacter run`."""
 
@@ -174,6 +181,11 @@ class PipelineConfig(Config):
     filters: FiltersConfig | None = Field(None, description="Data filters applied after synthesis (RUN/filtered/).")
     train: TrainConfig | None = Field(None, description="Training settings (`opencharacter train --config`).")
     eval: EvalConfig | None = Field(None, description="Evaluation settings (`opencharacter eval --config`).")
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict,
+        description="US$ per million tokens by model name, e.g. {gpt-4o-mini: {input: 0.15, output: 0.6}}: "
+        "adds cost to the summary, the dataset card and --dry-run estimates.",
+    )
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from pathlib import Path
 
 from opencharacter import __version__
+from opencharacter.costs import card_lines
 from opencharacter.fileio import atomic_open
-from opencharacter.records import Dialogue
 from opencharacter.store import RunStore
 
 
 def write_card(store: RunStore) -> Path:
-    dialogues = list(store.records("dialogues", Dialogue))
-    by_strategy = Counter(d.strategy for d in dialogues)
-    by_source = Counter(d.source for d in dialogues)
-    failures = Counter(f.stage for f in store.failures())
+    # Counted by SQLite over the stored JSON: the card never holds the dialogues in memory.
+    facets = store.facets("dialogues", ("strategy", "source", "model", "prompt_version", "system_prompt_version"))
+    by_strategy, by_source = facets["strategy"], facets["source"]
+    failures = store.failure_counts()
     usage = store.usage()
     sessions = store.sessions()
-    models = sorted({d.model for d in dialogues} | {m.split(" · ", 1)[1] for m in usage})
-    prompts = sorted({d.prompt_version for d in dialogues} | {d.system_prompt_version for d in dialogues})
+    models = sorted(set(facets["model"]) | {m.split(" · ", 1)[1] for m in usage})
+    prompts = sorted(set(facets["prompt_version"]) | set(facets["system_prompt_version"]))
     prompts = sorted(set(prompts) | {key.split(" · ", 1)[0] for key in usage})
     lines = [
         "---",
@@ -43,7 +42,7 @@ def write_card(store: RunStore) -> Path:
         "| file | records |",
         "|---|---|",
         f"| characters.jsonl | {store.count('profiles')} |",
-        f"| dialogues.jsonl | {len(dialogues)} |",
+        f"| dialogues.jsonl | {store.count('dialogues')} |",
         f"| failures.jsonl | {sum(failures.values())} |",
         "",
         "Dialogues by strategy: " + (", ".join(f"{k} {v}" for k, v in sorted(by_strategy.items())) or "none"),
@@ -66,6 +65,7 @@ def write_card(store: RunStore) -> Path:
             for key, u in sorted(usage.items())
         ),
         "",
+        *card_lines(store),
         "## Commands and wall time",
         "",
         "| command | wall seconds | new calls | cached calls |",

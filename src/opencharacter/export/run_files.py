@@ -2,27 +2,50 @@
 
 Rendering from the store (ordered by each record's sort key) is what makes a resumed run's files
 byte-identical to an uninterrupted run's: the order never depends on which call finished first.
+
+The files are streamed from the store a page at a time, each line the record's JSON exactly as
+stored (no parse, no re-serialise), so memory stays flat at any size. A command that changed no
+record or failure leaves the JSONL files alone: the store's change counter and each file's size
+are remembered after a write, and a rerun of a finished 100k-dialogue run skips ~0.5 GB of writing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 from opencharacter.export.card import write_card
 from opencharacter.fileio import write_jsonl
-from opencharacter.records import Character, Dialogue
 from opencharacter.store import RunStore
 
 CHARACTERS = "characters.jsonl"
 DIALOGUES = "dialogues.jsonl"
 FAILURES = "failures.jsonl"
+_WRITTEN = "run_files"
 
 
 def write_run_files(store: RunStore) -> dict[str, Path]:
     run = store.run_dir
     paths = {"characters": run / CHARACTERS, "dialogues": run / DIALOGUES, "failures": run / FAILURES}
-    write_jsonl(paths["characters"], (c.model_dump_json() for c in store.records("profiles", Character)))
-    write_jsonl(paths["dialogues"], (d.model_dump_json() for d in store.records("dialogues", Dialogue)))
-    write_jsonl(paths["failures"], (f.model_dump_json() for f in store.failures()))
+    sources: dict[str, Iterator[str]] = {
+        "characters": store.record_lines("profiles"),
+        "dialogues": store.record_lines("dialogues"),
+        "failures": store.failure_lines(),
+    }
+    generation = store.generation()
+    written = store.get_meta(_WRITTEN) or {}
+    if not _up_to_date(written, generation, paths):
+        for name, path in paths.items():
+            write_jsonl(path, sources[name])
+        sizes = {name: path.stat().st_size for name, path in paths.items()}
+        store.set_meta(_WRITTEN, {"generation": generation, "sizes": sizes})
     paths["card"] = write_card(store)
     return paths
+
+
+def _up_to_date(written: dict, generation: int, paths: dict[str, Path]) -> bool:
+    """Unchanged data, and every file still there at the size it was written (not deleted or edited)."""
+    if written.get("generation") != generation:
+        return False
+    sizes = written.get("sizes", {})
+    return all(path.exists() and path.stat().st_size == sizes.get(name) for name, path in paths.items())

@@ -40,11 +40,35 @@ MIGRATIONS: list[str] = [
         cached_calls INTEGER NOT NULL
     );
     """,
+    # v2: token usage as columns (cost accounting without parsing every call; new calls store their
+    # text zlib-compressed, which json_extract cannot read), and a counter of record/failure changes
+    # so that output files are rewritten only when the data under them changed.
+    """
+    ALTER TABLE calls ADD COLUMN finish_reason TEXT;
+    ALTER TABLE calls ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE calls ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
+    UPDATE calls SET
+        finish_reason = json_extract(completion, '$.finish_reason'),
+        prompt_tokens = coalesce(json_extract(completion, '$.prompt_tokens'), 0),
+        completion_tokens = coalesce(json_extract(completion, '$.completion_tokens'), 0);
+    CREATE TABLE generation (id INTEGER PRIMARY KEY CHECK (id = 0), value INTEGER NOT NULL);
+    INSERT INTO generation VALUES (0, 0);
+    CREATE TRIGGER records_insert AFTER INSERT ON records BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER records_delete AFTER DELETE ON records BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER records_update AFTER UPDATE ON records BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER failures_insert AFTER INSERT ON failures BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER failures_delete AFTER DELETE ON failures BEGIN UPDATE generation SET value = value + 1; END;
+    CREATE TRIGGER failures_update AFTER UPDATE ON failures BEGIN UPDATE generation SET value = value + 1; END;
+    """,
 ]
 
 
 def migrate(connection: sqlite3.Connection) -> None:
     version = connection.execute("PRAGMA user_version").fetchone()[0]
+    if version > len(MIGRATIONS):
+        raise sqlite3.DatabaseError(
+            f"schema version {version} is newer than this opencharacter knows ({len(MIGRATIONS)}): upgrade it"
+        )
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         with connection:
             connection.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
