@@ -182,3 +182,23 @@ def test_sigterm_and_sigint_stop_cleanly_write_the_files_and_a_rerun_completes(t
     assert run_cli(*resume, "--out", clean)[0] == 0
     for name in ("characters.jsonl", "dialogues.jsonl", "failures.jsonl"):
         assert (run / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_dry_run_counts_what_is_left_and_the_real_run_makes_exactly_those_calls(tmp_path, run_cli, personas_file):
+    run = tmp_path / "run"
+    code, _, err = profiles(run_cli, personas_file, run, 5, "--dry-run")
+    assert code == 0 and "│ profiles │     5 │    0 │         0 │       5 │     5 │" in err
+    assert not run.exists()  # nothing written, not even the directory
+    assert profiles(run_cli, personas_file, run, 3)[0] == 0
+    code, _, err = profiles(run_cli, personas_file, run, 5, "--dry-run")
+    assert "│ profiles │     5 │    3 │         0 │       2 │     2 │" in err
+    code, _, err = profiles(run_cli, personas_file, run, 5)
+    assert code == 0 and "calls: 2 new" in err
+
+    args = ("--limit", 8, "--per-instruction", 2, "--strategy", "generate", "--strategy", "rewrite")
+    code, _, err = synthesize(run_cli, run, *args, "--dry-run")
+    rows = [line for line in err.splitlines() if line.startswith(("│ generate", "│ rewrite"))]
+    planned = sum(int(row.split("│")[6]) for row in rows)
+    assert code == 0 and len(rows) == 2 and read_jsonl(run / "dialogues.jsonl") == []
+    code, _, err = synthesize(run_cli, run, *args)
+    assert code == 0 and f"calls: {planned} new" in err  # multi-turn generate: one call per turn

@@ -17,6 +17,7 @@ from opencharacter.config import (
     ProfilesConfig,
     SynthesisConfig,
 )
+from opencharacter.dry_run import StagePlan, open_store, plan_profiles, plan_synthesis, planned_character
 from opencharacter.errors import ConfigError
 from opencharacter.executors import StageResult
 from opencharacter.records import Character, Dialogue, Instruction, Persona, Strategy
@@ -234,6 +235,78 @@ def run_pipeline(
             reporter.note(f"wrote {rows} dialogues to {path}")
     session.raise_if_incomplete()
     return run
+
+
+# -- dry runs --------------------------------------------------------------------------------------
+def _teacher_id(backend: BackendConfig) -> str:
+    """The model id records would carry, without loading a model (backends load lazily)."""
+    import asyncio
+
+    from opencharacter.backends import build_backend
+
+    built = build_backend(backend)
+    try:
+        return built.model_id
+    finally:
+        asyncio.run(built.aclose())
+
+
+def dry_run_profiles(
+    run_dir: str | Path, personas: Sequence[Persona], config: ProfilesConfig, backend: BackendConfig,
+    retry_failed: bool = False,
+) -> list[StagePlan]:  # fmt: skip
+    """What `run_profiles` would still do; calls no model and writes nothing."""
+    store = open_store(Path(run_dir))
+    try:
+        return [plan_profiles(store, personas, config, _teacher_id(backend), retry_failed)[0]]
+    finally:
+        if store is not None:
+            store.close()
+
+
+def dry_run_synthesis(
+    run_dir: str | Path, loaded: list[LoadedSource], config: SynthesisConfig, backend: BackendConfig,
+    retry_failed: bool = False,
+) -> list[StagePlan]:  # fmt: skip
+    """What `run_synthesis` would still do with the run's characters; calls no model, writes nothing."""
+    store = open_store(Path(run_dir))
+    if store is None:
+        raise ConfigError(f"{run_dir} is not a run directory yet: run `opencharacter profiles` first")
+    try:
+        characters = {c.character_id: c for c in store.records("profiles", Character)}
+        model = _teacher_id(backend)
+        return [
+            plan
+            for source, instructions, _ in loaded
+            for plan in plan_synthesis(store, instructions, source.strategies, config, model, characters, retry_failed)
+        ]
+    finally:
+        store.close()
+
+
+def dry_run_pipeline(pipeline: PipelineConfig, retry_failed: bool = False) -> list[StagePlan]:
+    """What `run_pipeline` would still do, counting the profiles it would make as characters."""
+    src = pipeline.personas
+    personas, _ = load_personas(
+        src.path, fmt=src.format, column=src.column, skip_invalid=pipeline.skip_invalid, limit=src.limit
+    )
+    loaded = load_instruction_sources(pipeline.instructions, pipeline.skip_invalid)
+    store = open_store(Path(pipeline.run))
+    try:
+        model = _teacher_id(pipeline.backend)
+        plan, _ = plan_profiles(store, personas, pipeline.profiles, model, retry_failed)
+        characters = {c.character_id: c for c in store.records("profiles", Character)} if store else {}
+        for persona in personas:  # assume every profile still to make will be made
+            characters.setdefault(persona.character_id, planned_character(persona, model))
+        plans = [plan]
+        for source, instructions, _ in loaded:
+            plans += plan_synthesis(
+                store, instructions, source.strategies, pipeline.synthesis, model, characters, retry_failed
+            )
+        return plans
+    finally:
+        if store is not None:
+            store.close()
 
 
 def export_run(run: Path, fmt: str, out: Path | None = None) -> tuple[Path, int]:

@@ -55,6 +55,9 @@ Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampli
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Max generated tokens per call.")]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Try again the items recorded as failed.")]
 SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed input records and report them.")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Count the items and calls still to make; call no model, write nothing.")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 

@@ -15,6 +15,7 @@ from opencharacter.session import Reporter
 from opencharacter.sources import LoadReport
 
 if TYPE_CHECKING:
+    from opencharacter.dry_run import StagePlan
     from opencharacter.filters import FilterReport
     from opencharacter.session import RunSession
 
@@ -72,6 +73,39 @@ def print_filter_report(target: Path, report: FilterReport) -> None:
     )
     for reason, count in sorted(report.removed.items(), key=lambda item: -item[1]):
         console.print(f"  removed {count:>5}  {escape(reason)}")
+
+
+def print_plan(plans: list[StagePlan]) -> None:
+    """The `--dry-run` table: per stage, items by state and the calls still to make."""
+    table = Table(title="dry run: nothing was called or written", title_justify="left")
+    columns = (
+        "stage",
+        "items",
+        "done",
+        "failed before",
+        "to make",
+        "calls",
+        "≈ prompt tokens",
+        "max completion tokens",
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    for plan in plans:
+        table.add_row(
+            plan.label,
+            str(plan.items),
+            str(plan.done),
+            str(plan.failed_before),
+            str(plan.to_make),
+            str(plan.total_calls),
+            str(plan.prompt_tokens),
+            str(plan.completion_cap),
+        )
+    console.print(table)
+    console.print(
+        "calls count first attempts (retries after invalid output come on top); prompt tokens ≈ characters / 4; "
+        "failed-before items are skipped unless --retry-failed"
+    )
 
 
 class ConsoleReporter(Reporter):

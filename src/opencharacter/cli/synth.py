@@ -8,11 +8,20 @@ from typing import Annotated
 import typer
 
 from opencharacter.cli import options as opt
-from opencharacter.cli.report import ConsoleReporter, print_filter_report, print_loads
+from opencharacter.cli.report import ConsoleReporter, print_filter_report, print_loads, print_plan
 from opencharacter.config import InstructionSource, ProfilesConfig, SynthesisConfig, build
 from opencharacter.errors import ConfigError
 from opencharacter.export.formats import EXPORT_FORMATS
-from opencharacter.pipeline import export_run, load_instruction_sources, run_pipeline, run_profiles, run_synthesis
+from opencharacter.pipeline import (
+    dry_run_pipeline,
+    dry_run_profiles,
+    dry_run_synthesis,
+    export_run,
+    load_instruction_sources,
+    run_pipeline,
+    run_profiles,
+    run_synthesis,
+)
 from opencharacter.sources import load_personas
 
 RunDir = Annotated[Path, typer.Option("--run", "--out", help="Run directory (created if missing).")]
@@ -41,6 +50,7 @@ def profiles(
     executor: opt.ExecutorKind = None,
     ray_address: opt.RayAddress = None,
     workers: opt.Workers = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Expand one-line personas into character profiles (name, age, …, personality)."""
     data, source, backend_config = opt.load_config(
@@ -54,6 +64,9 @@ def profiles(
         personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit
     )
     print_loads([report])
+    if dry_run:
+        print_plan(dry_run_profiles(run, loaded, stage_config, backend_config, retry_failed))
+        return
     run_profiles(
         run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
         show_progress=not quiet, reporter=ConsoleReporter(), record={"personas": str(personas)},
@@ -90,6 +103,7 @@ def synthesize_command(
     executor: opt.ExecutorKind = None,
     ray_address: opt.RayAddress = None,
     workers: opt.Workers = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Answer instructions in character: rewrite (R) the original answers or generate (G) new ones."""
     strategy = strategy or ["generate"]
@@ -113,6 +127,9 @@ def synthesize_command(
     ]
     loaded = load_instruction_sources(sources, skip_invalid)
     print_loads([report for _, _, report in loaded])
+    if dry_run:
+        print_plan(dry_run_synthesis(run, loaded, stage_config, backend_config, retry_failed))
+        return
     run_synthesis(
         run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
         show_progress=not quiet, reporter=ConsoleReporter(),
@@ -135,6 +152,7 @@ def run_command(
     executor: opt.ExecutorKind = None,
     ray_address: opt.RayAddress = None,
     workers: opt.Workers = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Run the whole pipeline from one YAML file: profiles → dialogues → exports."""
     overrides: dict = {}
@@ -149,6 +167,9 @@ def run_command(
     if skip_invalid:
         overrides["skip_invalid"] = True
     pipeline = opt.pipeline_config(config, overrides)
+    if dry_run:
+        print_plan(dry_run_pipeline(pipeline, retry_failed))
+        return
     run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet, reporter=ConsoleReporter())
 
 
