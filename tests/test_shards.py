@@ -18,7 +18,6 @@ from opencharacter.executors.shards import (
     mark_finished,
     merge_shards,
     open_shard,
-    settings_fingerprint,
     shard_dir,
     shard_of,
 )
@@ -58,7 +57,7 @@ def make_shard(tmp_path, run_cli, personas, run, spec, *extra, finish=True, sett
 
     asyncio.run(steps())
     store = RunStore(shard_dir(run, spec))
-    claim_settings(store, {"profiles": settings})
+    claim_settings(store, {"profiles": {"prompt": settings}})
     if finish:
         mark_finished(store)
     store.close()
@@ -147,19 +146,18 @@ def test_a_shard_of_another_teacher_or_other_settings_is_refused_untouched(tmp_p
     other = tmp_path / "settings"
     make_shard(tmp_path, run_cli, personas, other, ShardSpec(0, 2), settings="s1")
     make_shard(tmp_path, run_cli, personas, other, ShardSpec(1, 2), settings="s2")
-    with pytest.raises(ConfigError, match="profiles data made under other settings"):
+    with pytest.raises(ConfigError, match="holds profiles made with other settings than this run"):
         merge_shards(other)
     assert not (other / "characters.jsonl").exists()  # checked before anything was copied
 
 
 def test_claim_settings_refuses_a_second_configuration(tmp_path):
     store = RunStore(tmp_path / "run")
-    cold = settings_fingerprint({"temperature": 0.2, "max_attempts": 3}, exclude=frozenset({"max_attempts"}))
-    assert cold == settings_fingerprint({"temperature": 0.2, "max_attempts": 9}, exclude=frozenset({"max_attempts"}))
-    claim_settings(store, {"synthesis": cold})
-    claim_settings(store, {"synthesis": cold, "profiles": "p"})  # same again, plus a new section: fine
-    with pytest.raises(ConfigError, match="synthesis data made under other settings"):
-        claim_settings(store, {"synthesis": settings_fingerprint({"temperature": 0.9})})
+    cold = {"prompt": "generate@v1", "sampling": {"temperature": 0.2}}
+    claim_settings(store, {"dialogues:generate": cold})
+    claim_settings(store, {"dialogues:generate": dict(cold), "profiles": {"prompt": "profile@v1"}})  # same, + new
+    with pytest.raises(ConfigError, match="holds dialogues:generate made with other settings"):
+        claim_settings(store, {"dialogues:generate": {**cold, "sampling": {"temperature": 0.9}}})
     store.close()
 
 

@@ -21,18 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
-
 from opencharacter.errors import ConfigError, OpenCharacterError
 from opencharacter.export.run_files import write_run_files
-from opencharacter.hashing import content_hash
 from opencharacter.records import Failure
 from opencharacter.store import RunStore
 from opencharacter.store.run_store import STORE_FILE
 
 SHARDS_DIR = "shards"
 _SHARD_DIR = re.compile(r"^(\d+)-of-(\d+)$")
-# Metadata keys. "teacher" is the key RunSession already guards; the others are this module's.
+# Metadata keys: "teacher", "settings" and "commands" are the run session's; "shard" and "finished" ours.
 TEACHER, SETTINGS, SHARD, FINISHED, COMMANDS = "teacher", "settings", "shard", "finished", "commands"
 
 
@@ -81,24 +78,19 @@ def shard_dir(run_dir: str | Path, spec: ShardSpec) -> Path:
     return Path(run_dir) / SHARDS_DIR / spec.name
 
 
-def settings_fingerprint(config: BaseModel | Mapping[str, Any], exclude: frozenset[str] = frozenset()) -> str:
-    """A short hash of the settings that shape a stage's records (not throughput knobs)."""
-    data = config.model_dump(mode="json") if isinstance(config, BaseModel) else dict(config)
-    return content_hash("settings", {k: v for k, v in data.items() if k not in exclude})
+def claim_settings(store: RunStore, settings: Mapping[str, Any], where: str | None = None) -> None:
+    """Record `settings` ({key: the settings that shaped those records}, the run session's `settings`
+    metadata) in a shard store, or refuse if it holds others for the same key.
 
-
-def claim_settings(store: RunStore, settings: Mapping[str, str], where: str | None = None) -> None:
-    """Record `settings` ({section: fingerprint}) in the store, or refuse if it holds others.
-
-    Called by whoever writes a shard (and by the coordinator for the run store), so a shard started
-    with a different temperature or prompt version fails at once instead of at merge time.
+    The coordinator copies the run store's settings into each shard before sending it work, so a
+    shard directory left from a run under other settings fails at once, not at merge time.
     """
-    recorded: dict[str, str] = store.get_meta(SETTINGS, {})
-    for section, fingerprint in settings.items():
-        if recorded.get(section, fingerprint) != fingerprint:
+    recorded: dict[str, Any] = store.get_meta(SETTINGS, {})
+    for key, value in settings.items():
+        if key in recorded and recorded[key] != value:
             raise ConfigError(
-                f"{where or store.run_dir} holds {section} data made under other settings "
-                f"({recorded[section]} ≠ {fingerprint}): use the same configuration, or a new --out"
+                f"{where or store.run_dir} holds {key} made with other settings: "
+                "use the same configuration, or a new --out"
             )
     store.set_meta(SETTINGS, {**recorded, **settings})
 
@@ -174,7 +166,7 @@ def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool 
     run_store = RunStore(run_dir)
     try:
         teacher = run_store.get_meta(TEACHER)
-        settings: dict[str, str] = run_store.get_meta(SETTINGS, {})
+        settings: dict[str, Any] = run_store.get_meta(SETTINGS, {})
         checked = []
         for spec, path in shards:
             shard = RunStore(path)  # migrates an older shard store to the current schema
@@ -210,14 +202,11 @@ def _check_teacher(shard: RunStore, path: Path, teacher: str | None) -> str | No
     return teacher or made_by
 
 
-def _check_settings(shard: RunStore, path: Path, settings: dict[str, str]) -> dict[str, str]:
-    theirs: dict[str, str] = shard.get_meta(SETTINGS, {})
-    for section, fingerprint in theirs.items():
-        if settings.get(section, fingerprint) != fingerprint:
-            raise ConfigError(
-                f"{path} holds {section} data made under other settings than this run "
-                f"({fingerprint} ≠ {settings[section]}): it cannot be merged"
-            )
+def _check_settings(shard: RunStore, path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    theirs: dict[str, Any] = shard.get_meta(SETTINGS, {})
+    for key, value in theirs.items():
+        if key in settings and settings[key] != value:
+            raise ConfigError(f"{path} holds {key} made with other settings than this run: it cannot be merged")
     return {**settings, **theirs}
 
 
