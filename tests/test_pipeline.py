@@ -114,13 +114,19 @@ def test_failures_are_recorded_then_retried_on_request(tmp_path, run_cli, person
     code, _, err = run_cli(
         "profiles", "--personas", personas_file, "--out", run, "--limit", 3, "--config", config, "-q"
     )
-    assert code == 0, err
+    # Files and summary first, then exit 3 with the commonest reasons: a script sees the run is incomplete.
+    assert code == 3, err
+    assert "commonest failure reasons" in err and "3 × profile is not valid JSON" in err
+    assert err.strip().endswith("rerun with --retry-failed to try them again")
     failures = read_jsonl(run / "failures.jsonl")
     assert len(failures) == 3 and all(f["attempts"] == 3 and f["stage"] == "profiles" for f in failures)
     assert "not valid JSON" in failures[0]["reason"] and failures[0]["raw"]
     assert read_jsonl(run / "characters.jsonl") == []
-    # Without --retry-failed a rerun leaves them alone; with it, attempts continue and succeed.
-    run_cli("profiles", "--personas", personas_file, "--out", run, "--limit", 3, "--config", config, "-q")
+    # Without --retry-failed a rerun leaves them alone (and still exits 3); with it, attempts continue.
+    code, _, err = run_cli(
+        "profiles", "--personas", personas_file, "--out", run, "--limit", 3, "--config", config, "-q"
+    )
+    assert code == 3 and "3 of 3 items failed" in err
     assert len(read_jsonl(run / "failures.jsonl")) == 3
     config.write_text("backend:\n  backend: fake\n", encoding="utf-8")
     code, _, _ = run_cli(

@@ -50,6 +50,18 @@ class BackendConfig(Config):
         return value
 
 
+class ExecutorConfig(Config):
+    """Where stage work runs. Every executor writes the same run directory and files."""
+
+    kind: Literal["local", "ray"] = Field(
+        "local", description="local: asyncio in this process; ray: tasks on a Ray cluster (pip extra `ray`)."
+    )
+    address: str | None = Field(
+        None, description="Ray: cluster address (default: RAY_ADDRESS, else a local Ray started for the run)."
+    )
+    workers: int | None = Field(None, ge=1, description="Ray: parallel tasks, one engine each (default: CPUs).")
+
+
 class ProfilesConfig(Config):
     sampling: Sampling = Field(
         default_factory=lambda: Sampling(temperature=0.7, max_tokens=400),
@@ -163,6 +175,7 @@ class PipelineConfig(Config):
 
     run: str = Field("runs/run", description="Run directory: store, outputs and dataset card.")
     backend: BackendConfig = Field(default_factory=BackendConfig)
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where stage work runs.")
     personas: PersonaSource
     instructions: list[InstructionSource] = Field(default_factory=list)
     profiles: ProfilesConfig = Field(default_factory=ProfilesConfig)
@@ -229,6 +242,7 @@ def reference_markdown() -> str:
     """The configuration reference in the README, generated from the field descriptions above."""
     sections = [
         ("backend", BackendConfig),
+        ("executor", ExecutorConfig),
         ("profiles", ProfilesConfig),
         ("synthesis", SynthesisConfig),
         ("filters", FiltersConfig),
@@ -272,6 +286,7 @@ class RecipeConfig(Config):
         default_factory=lambda: ["generate", "rewrite"], description="One tuned student per strategy (G, R)."
     )
     teacher: BackendConfig = Field(default_factory=BackendConfig, description="Model that writes the data.")
+    executor: ExecutorConfig = Field(default_factory=ExecutorConfig, description="Where the teacher's work runs.")
     judges: list[BackendConfig] = Field(
         default_factory=lambda: [BackendConfig()], description="Judges for PersonaGym-style scoring."
     )

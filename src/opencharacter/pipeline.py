@@ -1,151 +1,325 @@
-"""The pipeline as library calls: profiles, synthesis and the run directory's output files.
+"""The pipeline as library calls: profiles, synthesis, the whole `run`, and exports.
 
-The CLI is a thin layer over these; so is `opencharacter run`, which chains them from one YAML file.
+The CLI, `demo`, `recipe` and the Python API all go through these; a command is: read inputs,
+open a `RunSession`, hand stages and lazily made work items to its executor, `execute`.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from opencharacter.backends import Backend, build_backend
-from opencharacter.config import BackendConfig, InstructionSource, ProfilesConfig, SynthesisConfig
-from opencharacter.engine import Engine, StageResult, run_stage
-from opencharacter.engine.progress import StageProgress
+from opencharacter.config import (
+    BackendConfig,
+    ExecutorConfig,
+    InstructionSource,
+    PipelineConfig,
+    ProfilesConfig,
+    SynthesisConfig,
+)
+from opencharacter.dry_run import StagePlan, open_store, plan_profiles, plan_synthesis, planned_character
 from opencharacter.errors import ConfigError
-from opencharacter.export.run_files import write_run_files
-from opencharacter.records import Character, Instruction, Persona, Strategy
-from opencharacter.sources import LoadReport, load_instructions
-from opencharacter.stages import dialogues as dialogue_stage
-from opencharacter.stages import profiles as profile_stage
-from opencharacter.stages.pairing import pair
+from opencharacter.executors import StageResult
+from opencharacter.records import Character, Dialogue, Instruction, Persona, Strategy
+from opencharacter.session import Reporter, RunSession, execute
+from opencharacter.sources import LoadReport, load_instructions, load_personas
+from opencharacter.stages import pairing
+from opencharacter.stages.dialogues import DialogueStage, applies, dialogue_items
+from opencharacter.stages.profiles import ProfileStage, profile_items
 from opencharacter.store import RunStore
+from opencharacter.store.lock import RunLock
+
+LoadedSource = tuple[InstructionSource, list[Instruction], LoadReport]
 
 
-@dataclass
-class RunSession:
-    """A backend, a store and an engine for one command on one run directory."""
-
-    run_dir: Path
-    backend_config: BackendConfig
-    command: str
-    show_progress: bool = True
-    store: RunStore = field(init=False)
-    backend: Backend = field(init=False)
-    engine: Engine = field(init=False)
-    progress: StageProgress = field(init=False)
-    results: list[StageResult] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.started_wall = time.time()
-        self.started = time.monotonic()
-        self.store = RunStore(self.run_dir)
-        self.backend = build_backend(self.backend_config)
-        self._check_teacher()
-        self.engine = Engine(
-            self.backend,
-            self.store,
-            concurrency=self.backend_config.concurrency,
-            max_retries=self.backend_config.max_retries,
-        )
-        self.progress = StageProgress(self.engine.stats, enabled=self.show_progress)
-
-    def _check_teacher(self) -> None:
-        """A run directory is one teacher's dataset: resuming with another model would silently mix
-        two models' answers (finished records are kept, new ones come from the new model)."""
-        recorded = self.store.get_meta("teacher")
-        if recorded is None:
-            self.store.set_meta("teacher", self.backend.model_id)
-        elif recorded != self.backend.model_id:
-            self.store.close()
-            raise ConfigError(
-                f"{self.run_dir} holds data made by {recorded}, not {self.backend.model_id}: "
-                "use a new --out to make data with another model"
-            )
-
-    def record_config(self, key: str, value: Any) -> None:
-        history = self.store.get_meta("commands", [])
-        history.append({"command": self.command, key: value, "backend": self._public_backend_config()})
-        self.store.set_meta("commands", history)
-
-    def _public_backend_config(self) -> dict[str, Any]:
-        # The key's *name* is recorded, never its value (BackendConfig cannot even hold a key).
-        return self.backend_config.model_dump(mode="json")
-
-    async def close(self) -> None:
-        self.progress.close()
-        await self.backend.aclose()
-        stats = self.engine.stats
-        self.store.add_session(
-            self.command,
-            self.started_wall,
-            time.monotonic() - self.started,
-            stats.new_calls,
-            stats.cached_calls,
-        )
-        write_run_files(self.store)
-        self.store.close()
+# -- stages on a session ---------------------------------------------------------------------------
+def profile_stage(session: RunSession, config: ProfilesConfig) -> ProfileStage:
+    return ProfileStage(config.sampling, config.max_attempts, session.backend.model_id, config.prompt_version)
 
 
 async def make_profiles(
-    session: RunSession, personas: list[Persona], config: ProfilesConfig, retry_failed: bool = False
+    session: RunSession, personas: Sequence[Persona], config: ProfilesConfig, retry_failed: bool = False
 ) -> StageResult:
-    work = profile_stage.profile_worker(session.engine, config.sampling, config.max_attempts, config.prompt_version)
-    result = await run_stage(
-        profile_stage.STAGE,
-        profile_stage.profile_items(personas),
-        work,
-        engine=session.engine,
-        max_attempts=config.max_attempts,
-        retry_failed=retry_failed,
-        progress=session.progress,
-    )
+    stage = profile_stage(session, config)
+    session.check_settings(stage.name, stage.settings)
+    result = await session.executor.run(stage, profile_items(personas), total=len(personas), retry_failed=retry_failed)
     session.results.append(result)
     return result
 
 
+class RecordedPairing:
+    """Each instruction's characters, drawn the first time and then read back from the store.
+
+    What keeps pairing stable as characters are added: an instruction paired when the run had 50
+    characters keeps exactly those pairs after profiles for 200 more are made.
+    """
+
+    def __init__(self, store: RunStore, characters: dict[str, Character], per_instruction: int, seed: int) -> None:
+        self.store, self.characters = store, characters
+        self.pool = sorted(characters)
+        self.per_instruction, self.seed = per_instruction, seed
+        pairing.check_pool(len(self.pool), per_instruction)
+
+    def characters_for(self, instruction: Instruction) -> list[Character]:
+        qid = instruction.question_id
+        recorded = self.store.get_record(pairing.STAGE, qid, pairing.InstructionPairing)
+        kept = recorded.character_ids if recorded is not None else []
+        ids = pairing.draw(qid, self.pool, self.per_instruction, self.seed, kept)
+        if len(ids) > len(kept):
+            record = pairing.InstructionPairing(question_id=qid, character_ids=ids)
+            self.store.put_record(pairing.STAGE, qid, qid, record)
+        return [self.characters[c] for c in ids]
+
+
+def check_synthesis(session: RunSession, stage: DialogueStage, strategies: Sequence[Strategy], record: bool) -> None:
+    """Refuse settings that differ from what the run's dialogues were made with (see check_settings)."""
+    config = stage.config
+    recorded = session.store.get_meta("pairing")
+    if recorded is not None:
+        if recorded["seed"] != config.seed:
+            raise ConfigError(
+                f"{session.run_dir} pairs instructions with seed {recorded['seed']}, not {config.seed}: "
+                "use a new --out for another pairing"
+            )
+        if config.per_instruction < recorded["per_instruction"]:
+            raise ConfigError(
+                f"{session.run_dir} already has {recorded['per_instruction']} characters per instruction; "
+                f"--per-instruction {config.per_instruction} would leave the others in its files: use a new --out"
+            )
+    if record and (recorded is None or config.per_instruction > recorded["per_instruction"]):
+        session.store.set_meta("pairing", {"seed": config.seed, "per_instruction": config.per_instruction})
+    for strategy in strategies:
+        session.check_settings(f"{stage.name}:{strategy}", stage.settings(strategy), record=record)
+
+
 async def synthesize(
     session: RunSession,
-    instructions: list[Instruction],
-    strategies: list[Strategy],
+    instructions: Sequence[Instruction],
+    strategies: Sequence[Strategy],
     config: SynthesisConfig,
     retry_failed: bool = False,
-) -> list[tuple[StageResult, int]]:
-    """Dialogues for every (instruction, paired character, strategy); returns results and skipped counts."""
-    characters = list(session.store.records(profile_stage.STAGE, Character))
-    pairs = pair(instructions, characters, config.per_instruction, config.seed)
-    maker = dialogue_stage.DialogueMaker(session.engine, config)
+) -> list[StageResult]:
+    """Dialogues for every (instruction, paired character, strategy), one stage result per strategy."""
+    stage = DialogueStage(config, session.backend.model_id)
+    characters = {c.character_id: c for c in session.store.records("profiles", Character)}
+    pairs = RecordedPairing(session.store, characters, config.per_instruction, config.seed)
+    check_synthesis(session, stage, strategies, record=True)
     outcomes = []
     for strategy in strategies:
-        items, skipped = dialogue_stage.dialogue_items(pairs, strategy)
-        result = await run_stage(
-            dialogue_stage.STAGE,
-            items,
-            maker.work,
-            engine=session.engine,
-            max_attempts=config.max_attempts,
+        applicable = sum(1 for instruction in instructions if applies(instruction, strategy))
+        paired = (
+            (index, instruction, pairs.characters_for(instruction))
+            for index, instruction in enumerate(instructions)
+            if applies(instruction, strategy)
+        )
+        result = await session.executor.run(
+            stage,
+            dialogue_items(paired, strategy),
+            total=applicable * config.per_instruction,
             retry_failed=retry_failed,
-            progress=session.progress,
             label=strategy,
         )
+        if applicable < len(instructions):
+            result.notes.append(
+                f"{len(instructions) - applicable} of {len(instructions)} instructions have no answer to rewrite "
+                "(rewrite needs an answer for every user turn; generate works without)"
+            )
         session.results.append(result)
-        outcomes.append((result, skipped))
+        outcomes.append(result)
     return outcomes
 
 
-def load_instruction_sources(
-    sources: list[InstructionSource], skip_invalid: bool
-) -> list[tuple[InstructionSource, list[Instruction], LoadReport]]:
+# -- whole commands ----------------------------------------------------------------------------------
+def load_instruction_sources(sources: list[InstructionSource], skip_invalid: bool) -> list[LoadedSource]:
     loaded = []
     for source in sources:
         instructions, report = load_instructions(
-            source.path,
-            fmt=source.format,
-            skip_invalid=skip_invalid,
-            limit=source.limit,
-            source_name=source.name,
+            source.path, fmt=source.format, skip_invalid=skip_invalid, limit=source.limit, source_name=source.name
         )
         loaded.append((source, instructions, report))
     return loaded
+
+
+def run_profiles(
+    run_dir: str | Path,
+    personas: Sequence[Persona],
+    config: ProfilesConfig,
+    backend: BackendConfig,
+    *,
+    executor: ExecutorConfig | None = None,
+    retry_failed: bool = False,
+    show_progress: bool = True,
+    reporter: Reporter | None = None,
+    record: dict | None = None,
+) -> RunSession:
+    """`opencharacter profiles`: one profile per persona into `run_dir` (created if missing)."""
+    session = RunSession(Path(run_dir), backend, "profiles", show_progress, executor or ExecutorConfig())
+    session.record_config("profiles", {**(record or {}), **config.model_dump(mode="json")})
+
+    async def steps() -> None:
+        await make_profiles(session, personas, config, retry_failed)
+
+    execute(session, steps, reporter)
+    session.raise_if_incomplete()
+    return session
+
+
+def run_synthesis(
+    run_dir: str | Path,
+    loaded: list[LoadedSource],
+    config: SynthesisConfig,
+    backend: BackendConfig,
+    *,
+    executor: ExecutorConfig | None = None,
+    retry_failed: bool = False,
+    show_progress: bool = True,
+    reporter: Reporter | None = None,
+    record: dict | None = None,
+) -> RunSession:
+    """`opencharacter synthesize`: dialogues for each source's strategies, in an existing run."""
+    session = RunSession(
+        Path(run_dir), backend, "synthesize", show_progress, executor or ExecutorConfig(), create=False
+    )
+    try:
+        stage = DialogueStage(config, session.backend.model_id)
+        check_synthesis(session, stage, sorted({s for src, _, _ in loaded for s in src.strategies}), record=False)
+        session.record_config("synthesis", {**(record or {}), **config.model_dump(mode="json")})
+    except BaseException:
+        session.abandon()
+        raise
+
+    async def steps() -> None:
+        for source, instructions, _ in loaded:
+            await synthesize(session, instructions, list(source.strategies), config, retry_failed)
+
+    execute(session, steps, reporter)
+    session.raise_if_incomplete()
+    return session
+
+
+def run_pipeline(
+    pipeline: PipelineConfig, retry_failed: bool = False, quiet: bool = False, reporter: Reporter | None = None
+) -> Path:
+    """`opencharacter run` (and `demo`): profiles → dialogues → filters → exports, from one config."""
+    reporter = reporter or Reporter()
+    src = pipeline.personas
+    personas, persona_report = load_personas(
+        src.path, fmt=src.format, column=src.column, skip_invalid=pipeline.skip_invalid, limit=src.limit
+    )
+    loaded = load_instruction_sources(pipeline.instructions, pipeline.skip_invalid)
+    reporter.loads([persona_report, *(report for _, _, report in loaded)])
+    run = Path(pipeline.run)
+    with RunLock(run, "run"):
+        session = RunSession(run, pipeline.backend, "run", not quiet, pipeline.executor)
+        try:
+            session.check_settings("profiles", profile_stage(session, pipeline.profiles).settings, record=False)
+            strategies = sorted({s for source, _, _ in loaded for s in source.strategies})
+            check_synthesis(session, DialogueStage(pipeline.synthesis, session.backend.model_id), strategies, False)
+            session.record_config("pipeline", pipeline.model_dump(mode="json", exclude={"backend"}))
+        except BaseException:
+            session.abandon()
+            raise
+
+        async def steps() -> None:
+            await make_profiles(session, personas, pipeline.profiles, retry_failed)
+            for source, instructions, _ in loaded:
+                await synthesize(session, instructions, list(source.strategies), pipeline.synthesis, retry_failed)
+
+        execute(session, steps, reporter)
+        if pipeline.filters is not None:
+            from opencharacter.filters import apply_filters
+
+            reporter.filtered(*apply_filters(pipeline.run, pipeline.filters))
+        for fmt in pipeline.export:
+            path, rows = export_run(run, fmt)
+            reporter.note(f"wrote {rows} dialogues to {path}")
+    session.raise_if_incomplete()
+    return run
+
+
+# -- dry runs --------------------------------------------------------------------------------------
+def _teacher_id(backend: BackendConfig) -> str:
+    """The model id records would carry, without loading a model (backends load lazily)."""
+    import asyncio
+
+    from opencharacter.backends import build_backend
+
+    built = build_backend(backend)
+    try:
+        return built.model_id
+    finally:
+        asyncio.run(built.aclose())
+
+
+def dry_run_profiles(
+    run_dir: str | Path, personas: Sequence[Persona], config: ProfilesConfig, backend: BackendConfig,
+    retry_failed: bool = False,
+) -> list[StagePlan]:  # fmt: skip
+    """What `run_profiles` would still do; calls no model and writes nothing."""
+    store = open_store(Path(run_dir))
+    try:
+        return [plan_profiles(store, personas, config, _teacher_id(backend), retry_failed)[0]]
+    finally:
+        if store is not None:
+            store.close()
+
+
+def dry_run_synthesis(
+    run_dir: str | Path, loaded: list[LoadedSource], config: SynthesisConfig, backend: BackendConfig,
+    retry_failed: bool = False,
+) -> list[StagePlan]:  # fmt: skip
+    """What `run_synthesis` would still do with the run's characters; calls no model, writes nothing."""
+    store = open_store(Path(run_dir))
+    if store is None:
+        raise ConfigError(f"{run_dir} is not a run directory yet: run `opencharacter profiles` first")
+    try:
+        characters = {c.character_id: c for c in store.records("profiles", Character)}
+        model = _teacher_id(backend)
+        return [
+            plan
+            for source, instructions, _ in loaded
+            for plan in plan_synthesis(store, instructions, source.strategies, config, model, characters, retry_failed)
+        ]
+    finally:
+        store.close()
+
+
+def dry_run_pipeline(pipeline: PipelineConfig, retry_failed: bool = False) -> list[StagePlan]:
+    """What `run_pipeline` would still do, counting the profiles it would make as characters."""
+    src = pipeline.personas
+    personas, _ = load_personas(
+        src.path, fmt=src.format, column=src.column, skip_invalid=pipeline.skip_invalid, limit=src.limit
+    )
+    loaded = load_instruction_sources(pipeline.instructions, pipeline.skip_invalid)
+    store = open_store(Path(pipeline.run))
+    try:
+        model = _teacher_id(pipeline.backend)
+        plan, _ = plan_profiles(store, personas, pipeline.profiles, model, retry_failed)
+        characters = {c.character_id: c for c in store.records("profiles", Character)} if store else {}
+        for persona in personas:  # assume every profile still to make will be made
+            characters.setdefault(persona.character_id, planned_character(persona, model))
+        plans = [plan]
+        for source, instructions, _ in loaded:
+            plans += plan_synthesis(
+                store, instructions, source.strategies, pipeline.synthesis, model, characters, retry_failed
+            )
+        return plans
+    finally:
+        if store is not None:
+            store.close()
+
+
+def export_run(run: Path, fmt: str, out: Path | None = None) -> tuple[Path, int]:
+    """One export of a run's dialogues (or `cards`: its characters); returns the path and row count."""
+    from opencharacter.export.formats import export_cards, export_dialogues
+
+    if not (run / "store.sqlite").exists():
+        raise ConfigError(f"{run} is not a run directory (no store.sqlite); make one with `opencharacter profiles`")
+    with RunLock(run, "export"):
+        store = RunStore(run)
+        try:
+            if fmt == "cards":
+                return export_cards(list(store.records("profiles", Character)), out or run / "exports" / "cards")
+            return export_dialogues(list(store.records("dialogues", Dialogue)), fmt, out or run / "exports")
+        finally:
+            store.close()

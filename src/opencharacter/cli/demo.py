@@ -9,9 +9,9 @@ from typing import Annotated
 import typer
 
 from opencharacter.cli import options as opt
-from opencharacter.cli.report import console
-from opencharacter.cli.synth import run_pipeline
+from opencharacter.cli.report import ConsoleReporter, console
 from opencharacter.config import PipelineConfig
+from opencharacter.pipeline import run_pipeline
 from opencharacter.samples import sample_path
 
 
@@ -155,7 +155,7 @@ def demo(
     """Run everything on bundled sample data with the embedded model (about 9 minutes on 2 CPU cores)."""
     backend_config = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     config = demo_config(run, personas, instructions, per_instruction, backend_config)
-    run_dir = run_pipeline(config, quiet=quiet)
+    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter())
     trained = demo_train(run_dir) if train else None
     report = demo_eval(run_dir, trained) if trained and evaluate else None
     console.print(

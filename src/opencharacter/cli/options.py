@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from opencharacter.config import BackendConfig, PipelineConfig, build, load_yaml, merge
+from opencharacter.config import BackendConfig, ExecutorConfig, PipelineConfig, build, load_yaml, merge
 
 Backend = Annotated[
     str | None,
@@ -39,10 +39,25 @@ ConfigFile = Annotated[
     Path | None,
     typer.Option("--config", help="YAML config (same shape as for `run`).", rich_help_panel="Model"),
 ]
+ExecutorKind = Annotated[
+    str | None,
+    typer.Option("--executor", help="Where stage work runs: local (default) or ray.", rich_help_panel="Executor"),
+]
+RayAddress = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster address (default: a local Ray).", rich_help_panel="Executor"),
+]
+Workers = Annotated[
+    int | None,
+    typer.Option("--workers", help="Ray: parallel tasks (default: the cluster's CPUs).", rich_help_panel="Executor"),
+]
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature.")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Max generated tokens per call.")]
 RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Try again the items recorded as failed.")]
 SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed input records and report them.")]
+DryRun = Annotated[
+    bool, typer.Option("--dry-run", help="Count the items and calls still to make; call no model, write nothing.")
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
@@ -63,6 +78,15 @@ def backend_overrides(
         "batch_size": batch_size,
     }
     return {key: value for key, value in given.items() if value is not None}
+
+
+def executor_overrides(kind: str | None, address: str | None, workers: int | None) -> dict[str, Any]:
+    given = {"kind": kind, "address": address, "workers": workers}
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def executor_config(data: dict[str, Any], overrides: dict[str, Any], source: str) -> ExecutorConfig:
+    return build(ExecutorConfig, merge(data.get("executor") or {}, overrides), f"{source}: executor")
 
 
 def sampling_overrides(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:

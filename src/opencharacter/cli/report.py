@@ -1,27 +1,33 @@
-"""What a command prints when it is done: inputs read, per-stage outcomes, tokens, where files are."""
+"""What a command prints: inputs read, per-stage outcomes, tokens, failure reasons, where files are."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from opencharacter.export.run_files import CHARACTERS, DIALOGUES, FAILURES
+from opencharacter.session import Reporter
 from opencharacter.sources import LoadReport
 
 if TYPE_CHECKING:
-    from opencharacter.pipeline import RunSession
+    from opencharacter.dry_run import StagePlan
+    from opencharacter.filters import FilterReport
+    from opencharacter.session import RunSession
 
 console = Console(stderr=True, soft_wrap=True)
+TOP_REASONS = 3
 
 
 def print_loads(reports: list[LoadReport]) -> None:
     for report in reports:
-        console.print(f"[dim]read[/] {report.summary()}")
+        console.print(f"[dim]read[/] {escape(report.summary())}")
         for error in report.invalid[:10]:
-            console.print(f"  [yellow]skipped[/] {error}")
+            console.print(f"  [yellow]skipped[/] {escape(str(error))}")
         if len(report.invalid) > 10:
             console.print(f"  [yellow]… and {len(report.invalid) - 10} more[/]")
 
@@ -40,14 +46,79 @@ def print_summary(session: RunSession) -> None:
             str(result.skipped_failed),
         )
     console.print(table)
-    stats = session.engine.stats
+    for result in session.results:
+        for note in result.notes:
+            console.print(f"[yellow]{result.stage}[/]: {escape(note)}")
+    stats = session.stats
     wall = time.monotonic() - session.started
     console.print(
         f"calls: {stats.new_calls} new, {stats.cached_calls} from the store, {stats.retries} retried · "
         f"tokens: {stats.prompt_tokens} in, {stats.completion_tokens} out "
         f"({stats.tokens_per_second():.1f} tok/s) · wall {wall:.1f}s"
     )
-    run = session.run_dir
-    console.print(f"run directory: {run}  ({CHARACTERS}, {DIALOGUES}, {FAILURES}, README.md, store.sqlite)")
-    if any(r.failed or r.skipped_failed for r in session.results):
+    files = f"{CHARACTERS}, {DIALOGUES}, {FAILURES}, README.md, store.sqlite"
+    console.print(f"run directory: {escape(str(session.run_dir))}  ({files})")
+    reasons = session.failure_reasons()
+    if reasons:
+        console.print("commonest failure reasons:")
+        for reason, count in reasons.most_common(TOP_REASONS):
+            console.print(f"  {count:>6} × {escape(reason)}")
         console.print("failed items are in failures.jsonl; rerun with --retry-failed to try them again")
+
+
+def print_filter_report(target: Path, report: FilterReport) -> None:
+    console.print(
+        f"filtered: {report.dialogues_out} of {report.dialogues_in} dialogues and "
+        f"{report.characters_out} of {report.characters_in} characters kept → {escape(str(target))}"
+    )
+    for reason, count in sorted(report.removed.items(), key=lambda item: -item[1]):
+        console.print(f"  removed {count:>5}  {escape(reason)}")
+
+
+def print_plan(plans: list[StagePlan]) -> None:
+    """The `--dry-run` table: per stage, items by state and the calls still to make."""
+    table = Table(title="dry run: nothing was called or written", title_justify="left")
+    columns = (
+        "stage",
+        "items",
+        "done",
+        "failed before",
+        "to make",
+        "calls",
+        "≈ prompt tokens",
+        "max completion tokens",
+    )
+    for column in columns:
+        table.add_column(column, justify="right" if column != "stage" else "left")
+    for plan in plans:
+        table.add_row(
+            plan.label,
+            str(plan.items),
+            str(plan.done),
+            str(plan.failed_before),
+            str(plan.to_make),
+            str(plan.total_calls),
+            str(plan.prompt_tokens),
+            str(plan.completion_cap),
+        )
+    console.print(table)
+    console.print(
+        "calls count first attempts (retries after invalid output come on top); prompt tokens ≈ characters / 4; "
+        "failed-before items are skipped unless --retry-failed"
+    )
+
+
+class ConsoleReporter(Reporter):
+    """The CLI's reporter: everything on stderr, so stdout stays for data."""
+
+    def loads(self, reports: list[LoadReport]) -> None:
+        print_loads(reports)
+
+    def summary(self, session: RunSession) -> None:
+        print_summary(session)
+
+    def filtered(self, target: Path, report: FilterReport) -> None:
+        print_filter_report(target, report)
+
+    def note(self, text: str) -> None:
+        console.print(escape(text))

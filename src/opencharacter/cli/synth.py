@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from opencharacter.cli import options as opt
-from opencharacter.cli.report import print_loads, print_summary
-from opencharacter.config import (
-    InstructionSource,
-    PipelineConfig,
-    ProfilesConfig,
-    SynthesisConfig,
-    build,
-)
+from opencharacter.cli.report import ConsoleReporter, print_filter_report, print_loads, print_plan
+from opencharacter.config import InstructionSource, ProfilesConfig, SynthesisConfig, build
 from opencharacter.errors import ConfigError
-from opencharacter.export.formats import EXPORT_FORMATS, export_cards, export_dialogues
-from opencharacter.pipeline import RunSession, load_instruction_sources, make_profiles, synthesize
-from opencharacter.records import Character, Dialogue
+from opencharacter.export.formats import EXPORT_FORMATS
+from opencharacter.pipeline import (
+    dry_run_pipeline,
+    dry_run_profiles,
+    dry_run_synthesis,
+    export_run,
+    load_instruction_sources,
+    run_pipeline,
+    run_profiles,
+    run_synthesis,
+)
 from opencharacter.sources import load_personas
-from opencharacter.store import RunStore
-
-if TYPE_CHECKING:
-    from opencharacter.filters import FilterReport
 
 RunDir = Annotated[Path, typer.Option("--run", "--out", help="Run directory (created if missing).")]
 
@@ -50,11 +47,16 @@ def profiles(
     retry_failed: opt.RetryFailed = False,
     skip_invalid: opt.SkipInvalid = False,
     quiet: opt.Quiet = False,
+    executor: opt.ExecutorKind = None,
+    ray_address: opt.RayAddress = None,
+    workers: opt.Workers = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Expand one-line personas into character profiles (name, age, …, personality)."""
     data, source, backend_config = opt.load_config(
         config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
+    executor_config = opt.executor_config(data, opt.executor_overrides(executor, ray_address, workers), source)
     stage_config = build(
         ProfilesConfig, opt.section(data, "profiles", opt.sampling_overrides(temperature, max_tokens)), source
     )
@@ -62,9 +64,13 @@ def profiles(
         personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit
     )
     print_loads([report])
-    session = RunSession(run, backend_config, "profiles", show_progress=not quiet)
-    session.record_config("profiles", {"personas": str(personas), **stage_config.model_dump(mode="json")})
-    _run(session, make_profiles(session, loaded, stage_config, retry_failed))
+    if dry_run:
+        print_plan(dry_run_profiles(run, loaded, stage_config, backend_config, retry_failed))
+        return
+    run_profiles(
+        run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
+        show_progress=not quiet, reporter=ConsoleReporter(), record={"personas": str(personas)},
+    )  # fmt: skip
 
 
 def synthesize_command(
@@ -94,12 +100,17 @@ def synthesize_command(
     retry_failed: opt.RetryFailed = False,
     skip_invalid: opt.SkipInvalid = False,
     quiet: opt.Quiet = False,
+    executor: opt.ExecutorKind = None,
+    ray_address: opt.RayAddress = None,
+    workers: opt.Workers = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Answer instructions in character: rewrite (R) the original answers or generate (G) new ones."""
     strategy = strategy or ["generate"]
     data, source, backend_config = opt.load_config(
         config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
+    executor_config = opt.executor_config(data, opt.executor_overrides(executor, ray_address, workers), source)
     overrides = {k: v for k, v in {"per_instruction": per_instruction, "seed": seed}.items() if v is not None}
     section = {**opt.section(data, "synthesis", opt.sampling_overrides(temperature, max_tokens)), **overrides}
     stage_config = build(SynthesisConfig, section, source)
@@ -116,21 +127,14 @@ def synthesize_command(
     ]
     loaded = load_instruction_sources(sources, skip_invalid)
     print_loads([report for _, _, report in loaded])
-    session = RunSession(run, backend_config, "synthesize", show_progress=not quiet)
-    session.record_config(
-        "synthesis",
-        {
-            "instructions": [str(p) for p in instructions],
-            "strategies": strategy,
-            **stage_config.model_dump(mode="json"),
-        },
-    )
-
-    async def steps() -> None:
-        for src, items, _ in loaded:
-            await synthesize(session, items, list(src.strategies), stage_config, retry_failed)
-
-    _run(session, steps())
+    if dry_run:
+        print_plan(dry_run_synthesis(run, loaded, stage_config, backend_config, retry_failed))
+        return
+    run_synthesis(
+        run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
+        show_progress=not quiet, reporter=ConsoleReporter(),
+        record={"instructions": [str(p) for p in instructions], "strategies": strategy},
+    )  # fmt: skip
 
 
 def run_command(
@@ -145,71 +149,28 @@ def run_command(
     retry_failed: opt.RetryFailed = False,
     skip_invalid: opt.SkipInvalid = False,
     quiet: opt.Quiet = False,
+    executor: opt.ExecutorKind = None,
+    ray_address: opt.RayAddress = None,
+    workers: opt.Workers = None,
+    dry_run: opt.DryRun = False,
 ) -> None:
     """Run the whole pipeline from one YAML file: profiles → dialogues → exports."""
     overrides: dict = {}
     backend_flags = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     if backend_flags:
         overrides["backend"] = backend_flags
+    executor_flags = opt.executor_overrides(executor, ray_address, workers)
+    if executor_flags:
+        overrides["executor"] = executor_flags
     if run is not None:
         overrides["run"] = str(run)
     if skip_invalid:
         overrides["skip_invalid"] = True
     pipeline = opt.pipeline_config(config, overrides)
-    run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet)
-
-
-def run_pipeline(pipeline: PipelineConfig, retry_failed: bool = False, quiet: bool = False) -> Path:
-    src = pipeline.personas
-    personas, persona_report = load_personas(
-        src.path, fmt=src.format, column=src.column, skip_invalid=pipeline.skip_invalid, limit=src.limit
-    )
-    loaded = load_instruction_sources(pipeline.instructions, pipeline.skip_invalid)
-    print_loads([persona_report, *(report for _, _, report in loaded)])
-    session = RunSession(Path(pipeline.run), pipeline.backend, "run", show_progress=not quiet)
-    session.record_config("pipeline", pipeline.model_dump(mode="json", exclude={"backend"}))
-
-    async def steps() -> None:
-        await make_profiles(session, personas, pipeline.profiles, retry_failed)
-        for source, items, _ in loaded:
-            await synthesize(session, items, list(source.strategies), pipeline.synthesis, retry_failed)
-
-    _run(session, steps())
-    if pipeline.filters is not None:
-        from opencharacter.filters import apply_filters
-
-        print_filter_report(*apply_filters(pipeline.run, pipeline.filters))
-    for fmt in pipeline.export:
-        export_run(Path(pipeline.run), fmt, None)
-    return Path(pipeline.run)
-
-
-def _run(session: RunSession, steps) -> None:
-    async def main() -> None:
-        try:
-            await steps
-        finally:
-            await session.close()
-
-    asyncio.run(main())
-    print_summary(session)
-
-
-def export_run(run: Path, fmt: str, out: Path | None) -> Path:
-    if not (run / "store.sqlite").exists():
-        raise ConfigError(f"{run} is not a run directory (no store.sqlite); make one with `opencharacter profiles`")
-    store = RunStore(run)
-    try:
-        if fmt == "cards":
-            path, rows = export_cards(list(store.records("profiles", Character)), out or run / "exports" / "cards")
-            typer.echo(f"wrote {rows} character cards (JSON and PNG) to {path}")
-            return path
-        dialogues = list(store.records("dialogues", Dialogue))
-    finally:
-        store.close()
-    path, rows = export_dialogues(dialogues, fmt, out or run / "exports")
-    typer.echo(f"wrote {rows} dialogues to {path}")
-    return path
+    if dry_run:
+        print_plan(dry_run_pipeline(pipeline, retry_failed))
+        return
+    run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet, reporter=ConsoleReporter())
 
 
 def export_command(
@@ -221,7 +182,9 @@ def export_command(
 ) -> None:
     """Write the run's dialogues as ShareGPT, Alpaca, messages JSONL or Parquet."""
     for name in fmt or ["messages"]:
-        export_run(run, name, out)
+        path, rows = export_run(run, name, out)
+        what = "character cards (JSON and PNG)" if name == "cards" else "dialogues"
+        typer.echo(f"wrote {rows} {what} to {path}")
 
 
 def filter_command(
@@ -239,14 +202,3 @@ def filter_command(
     filters = build(FiltersConfig, dict(data.get("filters") or {}), str(config or "defaults"))
     target, report = apply_filters(run, filters, out)
     print_filter_report(target, report)
-
-
-def print_filter_report(target: Path, report: FilterReport) -> None:
-    from opencharacter.cli.report import console
-
-    console.print(
-        f"filtered: {report.dialogues_out} of {report.dialogues_in} dialogues and "
-        f"{report.characters_out} of {report.characters_in} characters kept → {target}"
-    )
-    for reason, count in sorted(report.removed.items(), key=lambda item: -item[1]):
-        console.print(f"  removed {count:>5}  {reason}")

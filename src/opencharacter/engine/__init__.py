@@ -1,6 +1,8 @@
-"""The one place for LLM calls: concurrency, retries, structured output, caching, resume and progress."""
+"""The one place for LLM calls: concurrency, retries, structured output, caching and progress.
+
+Running a stage over many items (resume, workers, failures) is the executors' job (`executors/`).
+"""
 
 from opencharacter.engine.engine import Engine, EngineStats
-from opencharacter.engine.runner import StageResult, WorkItem, run_stage
 
-__all__ = ["Engine", "EngineStats", "StageResult", "WorkItem", "run_stage"]
+__all__ = ["Engine", "EngineStats"]

@@ -15,7 +15,7 @@ from typing import Any
 from opencharacter.backends import build_backend
 from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.config import BackendConfig, EvalConfig
-from opencharacter.engine import Engine, WorkItem, run_stage
+from opencharacter.engine import Engine
 from opencharacter.engine.progress import StageProgress
 from opencharacter.errors import ConfigError
 from opencharacter.eval import stages
@@ -25,6 +25,7 @@ from opencharacter.eval.report import write_reports
 from opencharacter.eval.scores import question_scores, summarize
 from opencharacter.eval.sources import question_id
 from opencharacter.eval.tasks import RUBRIC_VERSION, TASKS
+from opencharacter.executors import WorkItem, run_stage
 from opencharacter.fileio import write_jsonl
 from opencharacter.hashing import content_hash
 from opencharacter.records import Record

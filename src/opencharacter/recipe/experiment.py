@@ -22,6 +22,7 @@ from typing import Any
 
 from opencharacter.backends.model_loading import MODEL_META
 from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig, TrainConfig
+from opencharacter.errors import RunIncomplete
 from opencharacter.eval.fidelity import reciprocal_ranks
 from opencharacter.eval.runner import evaluate
 from opencharacter.eval.scores import bootstrap_delta
@@ -30,8 +31,9 @@ from opencharacter.export.run_files import DIALOGUES
 from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
-from opencharacter.pipeline import RunSession, load_instruction_sources, make_profiles, synthesize
+from opencharacter.pipeline import load_instruction_sources, make_profiles, synthesize
 from opencharacter.records import Persona
+from opencharacter.session import RunSession, execute
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
 
@@ -50,21 +52,29 @@ def split_personas(personas: list[Persona], held_out: float, seed: int) -> tuple
     return ranked[count:], ranked[:count]
 
 
-async def _make_data(config: RecipeConfig, train_personas, held_personas, loaded, out: Path, quiet: bool) -> None:
+def _make_data(
+    config: RecipeConfig, train_personas, held_personas, loaded, out: Path, quiet: bool
+) -> RunIncomplete | None:
+    """Teacher data for the training characters, profiles for the held-out ones; failed items are
+    reported at the end (the experiment still runs on what was made)."""
+    failed = total = 0
     for name, personas in (("data", train_personas), ("held_out", held_personas)):
-        session = RunSession(out / name, config.teacher, f"recipe:{name}", show_progress=not quiet)
-        try:
+        session = RunSession(out / name, config.teacher, f"recipe:{name}", not quiet, config.executor)
+
+        async def steps(session: RunSession = session, name: str = name, personas=personas) -> None:
             await make_profiles(session, personas, config.profiles)
             if name == "data":
                 for _, instructions, _ in loaded:
                     await synthesize(session, instructions, list(config.strategies), config.synthesis)
-        finally:
-            await session.close()
+
+        execute(session, steps)
+        failed += sum(result.unfinished for result in session.results)
+        total += sum(result.total for result in session.results)
+    return RunIncomplete(failed, total) if failed else None
 
 
 def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
-    import asyncio
-
+    """The whole experiment; raises RunIncomplete at the end (results written) if teacher items failed."""
     from opencharacter.train.trainer import train
 
     out = Path(config.out)
@@ -76,7 +86,7 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     train_personas, held_personas = split_personas(personas, config.held_out, config.seed)
     sources: list[InstructionSource] = config.instructions
     loaded = load_instruction_sources(sources, skip_invalid=False)
-    asyncio.run(_make_data(config, train_personas, held_personas, loaded, out, quiet))
+    incomplete = _make_data(config, train_personas, held_personas, loaded, out, quiet)
     timings["data"] = time.monotonic() - started
 
     step = time.monotonic()
@@ -133,6 +143,8 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     with atomic_open(out / "results.md") as stream:
         stream.write(render_markdown(results))
+    if incomplete is not None:
+        raise incomplete
     return results
 
 

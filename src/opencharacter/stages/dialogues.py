@@ -6,13 +6,15 @@ given, and in-character assistant turns.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from opencharacter.config import SynthesisConfig
-from opencharacter.engine import Engine, WorkItem
 from opencharacter.errors import ParseError
+from opencharacter.executors.base import Generate, WorkItem
 from opencharacter.hashing import content_hash
 from opencharacter.prompts import PromptTemplate, load_prompt
 from opencharacter.records import (
@@ -37,20 +39,22 @@ class Pairing:
     strategy: Strategy
 
 
+def applies(instruction: Instruction, strategy: Strategy) -> bool:
+    """Rewrite needs an answer to rewrite for every user turn; generate applies to any instruction."""
+    return strategy == "generate" or instruction.fully_answered
+
+
 def dialogue_items(
-    pairs: list[tuple[Instruction, list[Character]]], strategy: Strategy
-) -> tuple[list[WorkItem[Pairing]], int]:
-    """Work items, and how many pairings were not applicable (rewrite needs answers to rewrite)."""
-    items, skipped = [], 0
-    for index, (instruction, characters) in enumerate(pairs):
-        if strategy == "rewrite" and not instruction.fully_answered:
-            skipped += len(characters)
+    pairs: Iterable[tuple[int, Instruction, list[Character]]], strategy: Strategy
+) -> Iterator[WorkItem[Pairing]]:
+    """Work items, lazily, for the instructions `strategy` applies to (`index` is the source order)."""
+    for index, instruction, characters in pairs:
+        if not applies(instruction, strategy):
             continue
         for slot, character in enumerate(characters):
             dialogue_id = content_hash("dialogue", instruction.question_id, character.character_id, strategy)
             sort_key = f"{instruction.source}.{index:09d}.{strategy}.{slot:02d}"
-            items.append(WorkItem(dialogue_id, sort_key, Pairing(instruction, character, strategy)))
-    return items, skipped
+            yield WorkItem(dialogue_id, sort_key, Pairing(instruction, character, strategy))
 
 
 def min_rewrite_chars(originals: list[str]) -> int:
@@ -62,7 +66,9 @@ def min_rewrite_chars(originals: list[str]) -> int:
     return max(1, min(80, min(len(a) for a in originals) // 3))
 
 
+@functools.lru_cache(maxsize=1024)
 def rewrite_schema(answers: int, min_chars: int = 1) -> dict[str, Any]:
+    """Built once per (answer count, floor), not per call; callers must not mutate it."""
     return {
         "type": "object",
         "properties": {
@@ -102,25 +108,42 @@ def parse_answer(completion: Completion) -> tuple[str, str]:
     return text, completion.finish_reason
 
 
-class DialogueMaker:
-    """Holds the templates and settings of one synthesis run; `work` is what the stage runner calls."""
+class DialogueStage:
+    """(instruction, character, strategy) → `Dialogue`, by rewriting (R) or generating (G) answers.
 
-    def __init__(self, engine: Engine, config: SynthesisConfig) -> None:
-        self.engine, self.config = engine, config
+    Holds the synthesis settings and the teacher's model id as data; templates are resolved once
+    per object (and again, once, in a process that unpickles it).
+    """
+
+    name = STAGE
+
+    def __init__(self, config: SynthesisConfig, model: str) -> None:
+        self.config, self.model = config, model
+        self.max_attempts = config.max_attempts
         self.rewrite_template: PromptTemplate = load_prompt("rewrite", config.rewrite_prompt_version)
         self.generate_template: PromptTemplate = load_prompt("generate", config.generate_prompt_version)
         self.system_template: PromptTemplate = system_template(config.system_prompt_version)
 
-    async def work(self, item: WorkItem[Pairing], first_attempt: int) -> Dialogue:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.config, self.model))
+
+    def settings(self, strategy: Strategy) -> dict[str, Any]:
+        """What shapes a dialogue besides its instruction, character and model; a run keeps one."""
+        template = self.rewrite_template if strategy == "rewrite" else self.generate_template
+        return {
+            "prompt": template.id,
+            "system_prompt": self.system_template.id,
+            "sampling": self.config.sampling.model_dump(mode="json"),
+        }
+
+    async def __call__(self, item: WorkItem[Pairing], generate: Generate, first_attempt: int) -> Dialogue:
         pairing = item.payload
         if pairing.strategy == "rewrite":
-            answers, reasons, template = (
-                await self._rewrite(pairing, first_attempt),
-                [],
-                self.rewrite_template,
-            )
+            answers: list[str] = await self._rewrite(pairing, generate, first_attempt)
+            reasons: list[str] = []
+            template = self.rewrite_template
         else:
-            answers, reasons = await self._generate(pairing, first_attempt)
+            answers, reasons = await self._generate(pairing, generate, first_attempt)
             template = self.generate_template
         character = pairing.character
         messages = [
@@ -144,13 +167,13 @@ class DialogueMaker:
             source=pairing.instruction.source,
             messages=messages,
             character_answer=answers[-1],
-            model=self.engine.backend.model_id,
+            model=self.model,
             prompt_version=template.id,
             system_prompt_version=self.system_template.id,
             finish_reasons=reasons,
         )
 
-    async def _rewrite(self, pairing: Pairing, first_attempt: int) -> list[str]:
+    async def _rewrite(self, pairing: Pairing, generate: Generate, first_attempt: int) -> list[str]:
         """R: the whole session in one structured call; user turns are never sent back for editing."""
         instruction, character = pairing.instruction, pairing.character
         expected = len(instruction.answers)
@@ -163,22 +186,24 @@ class DialogueMaker:
                 answers=instruction.answers,
             ),
             # max_tokens is per answer; one rewrite call carries all of a session's answers.
-            sampling=self.config.sampling.model_copy(
-                update={"max_tokens": self.config.sampling.max_tokens * expected + 16}
-            ),
+            sampling=self._rewrite_sampling(expected),
             response_schema=rewrite_schema(expected, min_chars),
             schema_name="rewritten_answers",
         )
-        answers, _ = await self.engine.generate_parsed(
+        answers, _ = await generate(
             request,
             parse_rewrite(expected, min_chars),
             prompt_id=self.rewrite_template.id,
-            max_attempts=self.config.max_attempts,
+            max_attempts=self.max_attempts,
             first_attempt=first_attempt,
         )
         return answers
 
-    async def _generate(self, pairing: Pairing, first_attempt: int) -> tuple[list[str], list[str]]:
+    def _rewrite_sampling(self, answers: int):
+        sampling = self.config.sampling
+        return sampling.model_copy(update={"max_tokens": sampling.max_tokens * answers + 16})
+
+    async def _generate(self, pairing: Pairing, generate: Generate, first_attempt: int) -> tuple[list[str], list[str]]:
         """G: each answer generated in character, conditioned on the new dialogue so far."""
         character = pairing.character
         system = self.generate_template.render(persona=character.persona, character=character.character)
@@ -187,11 +212,11 @@ class DialogueMaker:
         for user in pairing.instruction.user_turns:
             history.append(ChatMessage(role="user", content=user))
             request = ChatRequest(messages=[*system, *history], sampling=self.config.sampling)
-            (answer, reason), _ = await self.engine.generate_parsed(
+            (answer, reason), _ = await generate(
                 request,
                 parse_answer,
                 prompt_id=self.generate_template.id,
-                max_attempts=self.config.max_attempts,
+                max_attempts=self.max_attempts,
                 first_attempt=first_attempt,
             )
             history.append(ChatMessage(role="assistant", content=answer))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from pydantic import ValidationError
 
-from opencharacter.engine import Engine, WorkItem
 from opencharacter.errors import ParseError
+from opencharacter.executors.base import Generate, WorkItem
 from opencharacter.prompts import PromptTemplate, load_prompt
 from opencharacter.records import Character, ChatRequest, Completion, Persona, Profile, Sampling
 
@@ -41,20 +43,45 @@ def parse_profile(completion: Completion) -> Profile:
         raise ParseError(f"profile field {where}: {first['msg']}", raw=completion.text) from None
 
 
-def profile_items(personas: list[Persona]) -> list[WorkItem[Persona]]:
-    return [WorkItem(p.character_id, f"{index:09d}", p) for index, p in enumerate(personas)]
+def profile_items(personas: Iterable[Persona]) -> Iterator[WorkItem[Persona]]:
+    """One item per persona, lazily; the id is the persona's, so a persona is profiled once per run."""
+    for index, persona in enumerate(personas):
+        yield WorkItem(persona.character_id, f"{index:09d}", persona)
 
 
-def profile_worker(engine: Engine, sampling: Sampling, max_attempts: int, prompt_version: int | None = None):
-    template = load_prompt("profile", prompt_version)
+class ProfileStage:
+    """Persona → `Character`: one structured call, retried on invalid output.
 
-    async def work(item: WorkItem[Persona], first_attempt: int) -> Character:
+    Holds settings only (the template is resolved once here; pickling sends the settings and the
+    receiving process resolves it again), so an executor can run it anywhere.
+    """
+
+    name = STAGE
+
+    def __init__(self, sampling: Sampling, max_attempts: int, model: str, prompt_version: int | None = None) -> None:
+        self.sampling, self.max_attempts, self.model, self.prompt_version = (
+            sampling,
+            max_attempts,
+            model,
+            prompt_version,
+        )
+        self.template = load_prompt("profile", prompt_version)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.sampling, self.max_attempts, self.model, self.prompt_version))
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """What shapes a profile besides its persona and model; a run directory keeps one."""
+        return {"prompt": self.template.id, "sampling": self.sampling.model_dump(mode="json")}
+
+    async def __call__(self, item: WorkItem[Persona], generate: Generate, first_attempt: int) -> Character:
         persona = item.payload
-        profile, _ = await engine.generate_parsed(
-            build_request(persona, template, sampling),
+        profile, _ = await generate(
+            build_request(persona, self.template, self.sampling),
             parse_profile,
-            prompt_id=template.id,
-            max_attempts=max_attempts,
+            prompt_id=self.template.id,
+            max_attempts=self.max_attempts,
             first_attempt=first_attempt,
         )
         return Character(
@@ -62,8 +89,6 @@ def profile_worker(engine: Engine, sampling: Sampling, max_attempts: int, prompt
             persona=persona.persona,
             character=profile.render(),
             profile=profile,
-            model=engine.backend.model_id,
-            prompt_version=template.id,
+            model=self.model,
+            prompt_version=self.template.id,
         )
-
-    return work

@@ -73,6 +73,10 @@ class RunStore:
         found = self._db.execute("SELECT 1 FROM records WHERE stage = ? AND id = ?", (stage, record_id))
         return found.fetchone() is not None
 
+    def get_record(self, stage: str, record_id: str, model: type[Model]) -> Model | None:
+        row = self._db.execute("SELECT data FROM records WHERE stage = ? AND id = ?", (stage, record_id)).fetchone()
+        return model.model_validate_json(row[0]) if row else None
+
     def put_record(self, stage: str, record_id: str, sort_key: str, record: BaseModel) -> None:
         self._db.execute(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?)",

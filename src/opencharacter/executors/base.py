@@ -1,0 +1,155 @@
+"""The seam between the pipeline and whatever runs its work: work items, stages, results, executors.
+
+A stage is a plain callable `stage(item, generate, first_attempt) -> record`. It builds requests and
+parses completions, and holds only settings (prompt versions, sampling, the teacher's model id as
+data): never an engine, a backend or a store. That is what lets an executor ship a stage, the
+`BackendConfig` and a shard of items to another process or machine (a Ray task), where they run
+against that process's own engine and store. Every stage object therefore pickles.
+
+An executor runs one stage over an iterable of items, consumed lazily (a paper-scale run has 306k
+dialogues: memory must not grow with them), resumes what the store already holds, commits each
+result as it lands and records failures with their true attempt counts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from opencharacter.config import BackendConfig, ExecutorConfig
+    from opencharacter.engine import Engine, EngineStats
+    from opencharacter.engine.progress import StageProgress
+    from opencharacter.records import ChatRequest, Completion
+    from opencharacter.store import RunStore
+
+Payload = TypeVar("Payload")
+Payload_contra = TypeVar("Payload_contra", contravariant=True)
+Record_co = TypeVar("Record_co", bound=BaseModel, covariant=True)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class WorkItem(Generic[Payload]):
+    """One unit of a stage's work. `id` is the record id (resume skips ids the store holds);
+    `sort_key` orders the output files, so they never depend on which call finished first."""
+
+    id: str
+    sort_key: str
+    payload: Payload
+
+
+class Generate(Protocol):
+    """What an executor hands a stage: the engine's `generate_parsed`, one structured call.
+
+    Calls until `parse` accepts a completion (at most `max_attempts`, numbered from `first_attempt`
+    so that a retried item makes fresh calls) and returns the parsed value and the attempts used.
+    Raises `ParseError` when every attempt was invalid and `BackendError` when a call failed.
+    """
+
+    async def __call__(
+        self,
+        request: ChatRequest,
+        parse: Callable[[Completion], T],
+        *,
+        prompt_id: str,
+        max_attempts: int,
+        first_attempt: int = 0,
+    ) -> tuple[T, int]: ...
+
+
+class Stage(Protocol[Payload_contra, Record_co]):
+    """A picklable callable that turns one work item into one record, through `generate` only."""
+
+    name: str
+    """The store's stage name: records and failures are filed under it (e.g. `profiles`)."""
+    max_attempts: int
+    """Tries per call before the item is recorded as failed (used for its attempt count)."""
+
+    async def __call__(self, item: WorkItem[Payload_contra], generate: Generate, first_attempt: int) -> Record_co: ...
+
+
+_AFTER_ATTEMPTS = re.compile(r" \(after \d+ attempts\)$")
+
+
+def failure_reason(error: BaseException | str) -> str:
+    """A failure's reason as the summary groups it: the message without its attempt count."""
+    return _AFTER_ATTEMPTS.sub("", str(error))[:160]
+
+
+@dataclass
+class StageResult:
+    """What one stage did in this command: counts, and why items failed (grouped by reason)."""
+
+    stage: str
+    total: int
+    done_before: int = 0
+    made: int = 0
+    failed: int = 0
+    skipped_failed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    """Failure reasons of this command's failures and of the failed-before items it skipped."""
+    notes: list[str] = field(default_factory=list)
+    """Why items were left out before running (e.g. rewrite on instructions without answers)."""
+
+    @property
+    def done(self) -> int:
+        return self.done_before + self.made
+
+    @property
+    def unfinished(self) -> int:
+        """Items that are not in the store as records: failed now or failed before and skipped."""
+        return self.failed + self.skipped_failed
+
+    def top_reasons(self, count: int = 3) -> list[tuple[str, int]]:
+        return self.reasons.most_common(count)
+
+
+@dataclass
+class ExecutorContext:
+    """Everything an executor may need, built once per command by the run session."""
+
+    run_dir: Path
+    store: RunStore
+    backend_config: BackendConfig
+    engine: Engine
+    """The coordinator's engine (the local executor runs every call through it)."""
+    config: ExecutorConfig
+    progress: StageProgress | None = None
+
+
+class Executor(Protocol):
+    """Runs stages over items. `local` (asyncio, this process) is built in; `ray` plugs in by name."""
+
+    @property
+    def stats(self) -> EngineStats:
+        """Calls, cached calls, retries and tokens of this command, over every worker."""
+        ...
+
+    async def run(
+        self,
+        stage: Stage[Any, BaseModel],
+        items: Iterable[WorkItem[Any]],
+        *,
+        total: int | None = None,
+        retry_failed: bool = False,
+        label: str | None = None,
+    ) -> StageResult:
+        """Every item's record committed to the run store (or its failure recorded).
+
+        Items whose record the store holds are skipped; items that failed before are skipped
+        unless `retry_failed`, when their attempts continue numbering where they stopped. A
+        `FatalBackendError` stops the stage at once: in-flight work is cancelled, what was
+        committed stays, and the error propagates. Cancellation (a signal) does the same.
+        """
+        ...
+
+    async def aclose(self) -> None:
+        """Release workers, clusters and connections."""
+        ...
