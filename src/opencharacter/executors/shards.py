@@ -31,6 +31,9 @@ SHARDS_DIR = "shards"
 _SHARD_DIR = re.compile(r"^(\d+)-of-(\d+)$")
 # Metadata keys: "teacher", "settings" and "commands" are the run session's; "shard" and "finished" ours.
 TEACHER, SETTINGS, SHARD, FINISHED, COMMANDS = "teacher", "settings", "shard", "finished", "commands"
+PAIRING = "pairing"
+SHARD_LOCAL_META = (SHARD, FINISHED, COMMANDS)
+"""Metadata that describes one shard (or its own command history), never copied between stores."""
 
 
 @dataclass(frozen=True)
@@ -167,12 +170,14 @@ def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool 
     try:
         teacher = run_store.get_meta(TEACHER)
         settings: dict[str, Any] = run_store.get_meta(SETTINGS, {})
+        pairing: dict[str, Any] | None = run_store.get_meta(PAIRING)
         checked = []
         for spec, path in shards:
             shard = RunStore(path)  # migrates an older shard store to the current schema
             try:
                 teacher = _check_teacher(shard, path, teacher)
                 settings = _check_settings(shard, path, settings)
+                pairing = _check_pairing(shard, path, pairing)
                 if not shard.get_meta(FINISHED, False):
                     report.unfinished.append(str(spec))
                 checked.append((spec, path, shard.get_meta(COMMANDS, []), shard.failures()))
@@ -185,6 +190,8 @@ def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool 
         if teacher is not None:
             run_store.set_meta(TEACHER, teacher)
         run_store.set_meta(SETTINGS, settings)
+        if pairing is not None:
+            run_store.set_meta(PAIRING, pairing)
         report.missing = _missing(shards)
         if write_files:
             report.files = write_run_files(run_store)
@@ -210,8 +217,22 @@ def _check_settings(shard: RunStore, path: Path, settings: dict[str, Any]) -> di
     return {**settings, **theirs}
 
 
+def _check_pairing(shard: RunStore, path: Path, pairing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Dialogues paired under another seed must not join this run; more characters per instruction
+    is how a run grows (the pairs drawn before are kept), so the larger count wins."""
+    theirs = shard.get_meta(PAIRING)
+    if theirs is None or pairing is None:
+        return pairing or theirs
+    if theirs.get("seed") != pairing.get("seed"):
+        raise ConfigError(
+            f"{path} pairs instructions with seed {theirs.get('seed')}, this run with {pairing.get('seed')}: "
+            "it cannot be merged"
+        )
+    return {**pairing, "per_instruction": max(pairing["per_instruction"], theirs["per_instruction"])}
+
+
 def _copy_shard(run_store: RunStore, shard_file: Path, failures: list[Failure], report: MergeReport) -> None:
-    """One transaction per shard: calls and records that are new, then failures, then sessions.
+    """One transaction per shard: calls and records that are new, failures, metadata, sessions.
 
     Rows are copied verbatim (`SELECT *`) between stores migrated to the same schema version, so
     this works whatever encoding the store gives its columns.
@@ -233,6 +254,12 @@ def _copy_shard(run_store: RunStore, shard_file: Path, failures: list[Failure], 
                 " WHERE r.stage = failures.stage AND r.id = failures.id)"
             )
             report.failures += _copy_failures(db, failures)
+            # Anything else the run has not decided yet (the shard's own metadata stays with it).
+            local = ",".join("?" * len(SHARD_LOCAL_META))
+            db.execute(
+                f"INSERT OR IGNORE INTO main.meta SELECT * FROM shard.meta WHERE key NOT IN ({local})",
+                SHARD_LOCAL_META,
+            )
             report.sessions += db.execute(
                 "INSERT INTO main.sessions SELECT * FROM shard.sessions s WHERE NOT EXISTS"
                 " (SELECT 1 FROM main.sessions m WHERE m.command = s.command AND m.started = s.started"
