@@ -24,7 +24,7 @@ from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig, 
 from opencharacter.engine import EngineStats
 from opencharacter.errors import ConfigError
 from opencharacter.executors import Executor, Stage, StageResult, WorkItem
-from opencharacter.executors.shards import SHARD_LOCAL_META, ShardSpec, mark_finished, open_shard, shard_dir
+from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finished, open_shard, shard_dir
 from opencharacter.pipeline import LoadedSource, check_synthesis, make_profiles, synthesize
 from opencharacter.records import Persona
 from opencharacter.session import Reporter, RunSession, execute
@@ -78,10 +78,8 @@ def seed_shard(run_dir: Path, spec: ShardSpec) -> None:
         db.execute(
             f"INSERT OR IGNORE INTO main.records SELECT * FROM run.records WHERE stage IN ({marks})", SEEDED_STAGES
         )
-        local = ",".join("?" * len(SHARD_LOCAL_META))
-        db.execute(
-            f"INSERT OR IGNORE INTO main.meta SELECT * FROM run.meta WHERE key NOT IN ({local})", SHARD_LOCAL_META
-        )
+        keys = ",".join("?" * len(RUN_DECISIONS))
+        db.execute(f"INSERT OR IGNORE INTO main.meta SELECT * FROM run.meta WHERE key IN ({keys})", RUN_DECISIONS)
         db.execute("COMMIT")
         db.execute("DETACH DATABASE run")
     finally:

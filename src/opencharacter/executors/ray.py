@@ -43,6 +43,7 @@ from opencharacter.executors.shards import (
     mark_finished,
     merge_shards,
     open_shard,
+    settle,
     shard_dir,
     shard_of,
 )
@@ -127,6 +128,7 @@ class ShardWorker:
             result = await LocalExecutor(engine).run(stage, items, total=len(items), retry_failed=retry_failed)
         finally:
             self.running -= 1
+            settle(store)  # the coordinator merges as soon as this returns
         if self.running == 0:
             mark_finished(store)
         return ShardOutcome(result, engine.stats)
@@ -286,6 +288,7 @@ class RayExecutor:
             for lane in lanes:
                 for ref, _ in lane.pending:
                     ray.cancel(ref)
+            settle(self.store)  # this command's own writes (pairings) must not hold the lock merge needs
             merge_shards(self.run_dir, write_files=False)
             if progress:
                 progress.finish()

@@ -32,8 +32,9 @@ _SHARD_DIR = re.compile(r"^(\d+)-of-(\d+)$")
 # Metadata keys: "teacher", "settings" and "commands" are the run session's; "shard" and "finished" ours.
 TEACHER, SETTINGS, SHARD, FINISHED, COMMANDS = "teacher", "settings", "shard", "finished", "commands"
 PAIRING = "pairing"
-SHARD_LOCAL_META = (SHARD, FINISHED, COMMANDS)
-"""Metadata that describes one shard (or its own command history), never copied between stores."""
+RUN_DECISIONS = (TEACHER, SETTINGS, PAIRING)
+"""Metadata a shard and its run must agree on: copied into a shard before it runs, checked and
+adopted at merge. Nothing else is copied (other metadata, such as caches, belongs to one store)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,16 @@ def open_shard(run_dir: str | Path, spec: ShardSpec) -> RunStore:
     store.set_meta(SHARD, {"index": spec.index, "count": spec.count})
     store.set_meta(FINISHED, False)
     return store
+
+
+def settle(store: RunStore) -> None:
+    """Commit a batch of writes `store` may hold open, so another connection can read and write it.
+
+    Stores that batch their commits have `flush()`; a store that commits every write needs nothing.
+    """
+    flush = getattr(store, "flush", None)
+    if flush is not None:
+        flush()
 
 
 def mark_finished(store: RunStore) -> None:
@@ -232,7 +243,7 @@ def _check_pairing(shard: RunStore, path: Path, pairing: dict[str, Any] | None) 
 
 
 def _copy_shard(run_store: RunStore, shard_file: Path, failures: list[Failure], report: MergeReport) -> None:
-    """One transaction per shard: calls and records that are new, failures, metadata, sessions.
+    """One transaction per shard: calls and records that are new, failures, sessions.
 
     Rows are copied verbatim (`SELECT *`) between stores migrated to the same schema version, so
     this works whatever encoding the store gives its columns.
@@ -254,12 +265,6 @@ def _copy_shard(run_store: RunStore, shard_file: Path, failures: list[Failure], 
                 " WHERE r.stage = failures.stage AND r.id = failures.id)"
             )
             report.failures += _copy_failures(db, failures)
-            # Anything else the run has not decided yet (the shard's own metadata stays with it).
-            local = ",".join("?" * len(SHARD_LOCAL_META))
-            db.execute(
-                f"INSERT OR IGNORE INTO main.meta SELECT * FROM shard.meta WHERE key NOT IN ({local})",
-                SHARD_LOCAL_META,
-            )
             report.sessions += db.execute(
                 "INSERT INTO main.sessions SELECT * FROM shard.sessions s WHERE NOT EXISTS"
                 " (SELECT 1 FROM main.sessions m WHERE m.command = s.command AND m.started = s.started"
