@@ -3,6 +3,7 @@ worker killed mid-run loses and duplicates nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import sys
@@ -111,6 +112,7 @@ class CrashingProfiles(ProfileStage):
         crashed = len(os.listdir(self.marks))
         if self.seen == self.crash_at and crashed < self.crashes:
             Path(self.marks, f"crash-{crashed}-pid-{os.getpid()}").write_text(str(self.seen), encoding="utf-8")
+            await asyncio.sleep(0.3)  # past the store's batched commit (50 ms): the items before are on disk
             os._exit(1)
         return await super().__call__(item, generate, first_attempt)
 
