@@ -23,7 +23,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,10 +145,10 @@ class ShardWorker:
 
 @dataclass
 class _Lane:
-    actor: Any
-    pending: deque[tuple[Any, int]]
-    buffer: list[WorkItem[Any]]
-    failures: list[Failure]
+    index: int
+    pending: deque[tuple[Any, int]] = field(default_factory=deque)
+    buffer: list[WorkItem[Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
 
 class RayExecutor:
@@ -180,7 +180,7 @@ class RayExecutor:
         key = os.environ.get(backend_config.api_key_env)
         if key is not None:  # workers on other nodes do not inherit this process's environment
             self._actor_options["runtime_env"] = {"env_vars": {backend_config.api_key_env: key}}
-        self._actors: list[Any] = []
+        self._actors: list[Any] = [None] * self.shards
 
     def _init_ray(self, config: ExecutorConfig) -> None:
         """Connect to `address` (or RAY_ADDRESS), else start a local Ray for this command only."""
@@ -201,14 +201,15 @@ class RayExecutor:
     def from_context(cls, context: ExecutorContext) -> RayExecutor:
         return cls(context.run_dir, context.store, context.backend_config, context.config, context.progress)
 
-    def _lanes(self) -> list[_Lane]:
-        if not self._actors:
+    def _actor(self, index: int) -> Any:
+        """Shard `index`'s worker, started the first time it is sent work (a resumed run that has
+        nothing left to do starts none)."""
+        if self._actors[index] is None:
             actor_class = ray.remote(ShardWorker).options(**self._actor_options)
-            self._actors = [
-                actor_class.remote(str(self.run_dir), ShardSpec(i, self.shards), self.backend_config)
-                for i in range(self.shards)
-            ]
-        return [_Lane(actor, deque(), [], []) for actor in self._actors]
+            self._actors[index] = actor_class.remote(
+                str(self.run_dir), ShardSpec(index, self.shards), self.backend_config
+            )
+        return self._actors[index]
 
     async def run(
         self,
@@ -226,7 +227,7 @@ class RayExecutor:
         progress = self.progress
         if progress:
             progress.start(name, total=total, completed=0)  # type: ignore[arg-type]
-        lanes = self._lanes()
+        lanes = [_Lane(index) for index in range(self.shards)]
         settings = self.store.get_meta("settings", {})
         seen = 0
 
@@ -238,7 +239,7 @@ class RayExecutor:
         async def send(lane: _Lane) -> None:
             while len(lane.pending) >= IN_FLIGHT_PER_SHARD:
                 await collect(lane)
-            ref = lane.actor.run.remote(stage, lane.buffer, lane.failures, retry_failed, settings)
+            ref = self._actor(lane.index).run.remote(stage, lane.buffer, lane.failures, retry_failed, settings)
             lane.pending.append((ref, len(lane.buffer)))
             lane.buffer, lane.failures = [], []
 
@@ -305,11 +306,12 @@ class RayExecutor:
             setattr(self.stats, key, getattr(self.stats, key) + getattr(outcome.stats, key))
 
     async def aclose(self) -> None:
+        started = [actor for actor in self._actors if actor is not None]
         try:
-            await asyncio.gather(*(actor.close.remote() for actor in self._actors), return_exceptions=True)
-            for actor in self._actors:
+            await asyncio.gather(*(actor.close.remote() for actor in started), return_exceptions=True)
+            for actor in started:
                 ray.kill(actor)
         finally:
-            self._actors = []
+            self._actors = [None] * self.shards
             if self._started_ray:
                 ray.shutdown()
