@@ -60,6 +60,9 @@ class ExecutorConfig(Config):
         None, description="Ray: cluster address (default: RAY_ADDRESS, else a local Ray started for the run)."
     )
     workers: int | None = Field(None, ge=1, description="Ray: parallel tasks, one engine each (default: CPUs).")
+    gpus_per_worker: float = Field(
+        0.0, ge=0, description="Ray: GPUs each worker reserves (1 for a local model per GPU; 0 for an HTTP backend)."
+    )
 
 
 class ProfilesConfig(Config):

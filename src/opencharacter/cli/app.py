@@ -8,7 +8,7 @@ import click
 import typer
 
 from opencharacter import __version__
-from opencharacter.cli import chat, demo, evaluate, recipe, serve, synth, train
+from opencharacter.cli import chat, demo, evaluate, merge, recipe, serve, synth, train
 from opencharacter.errors import OpenCharacterError
 
 app = typer.Typer(
@@ -46,6 +46,7 @@ app.add_typer(evaluate.app, name="eval")
 app.command("recipe")(recipe.recipe_command)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
+app.command("merge")(merge.merge_command)
 
 
 def main(argv: list[str] | None = None) -> int:

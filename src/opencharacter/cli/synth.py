@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from opencharacter.cli import options as opt
+from opencharacter.cli.merge import Shard, sharded
 from opencharacter.cli.report import ConsoleReporter, print_filter_report, print_loads, print_plan
 from opencharacter.config import InstructionSource, ProfilesConfig, SynthesisConfig, build
 from opencharacter.errors import ConfigError
@@ -51,6 +52,7 @@ def profiles(
     ray_address: opt.RayAddress = None,
     workers: opt.Workers = None,
     dry_run: opt.DryRun = False,
+    shard: Shard = None,
 ) -> None:
     """Expand one-line personas into character profiles (name, age, …, personality)."""
     data, source, backend_config = opt.load_config(
@@ -67,7 +69,7 @@ def profiles(
     if dry_run:
         print_plan(dry_run_profiles(run, loaded, stage_config, backend_config, retry_failed))
         return
-    run_profiles(
+    sharded(run_profiles, shard)(
         run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
         show_progress=not quiet, reporter=ConsoleReporter(), record={"personas": str(personas)},
     )  # fmt: skip
@@ -104,6 +106,7 @@ def synthesize_command(
     ray_address: opt.RayAddress = None,
     workers: opt.Workers = None,
     dry_run: opt.DryRun = False,
+    shard: Shard = None,
 ) -> None:
     """Answer instructions in character: rewrite (R) the original answers or generate (G) new ones."""
     strategy = strategy or ["generate"]
@@ -130,7 +133,7 @@ def synthesize_command(
     if dry_run:
         print_plan(dry_run_synthesis(run, loaded, stage_config, backend_config, retry_failed))
         return
-    run_synthesis(
+    sharded(run_synthesis, shard)(
         run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
         show_progress=not quiet, reporter=ConsoleReporter(),
         record={"instructions": [str(p) for p in instructions], "strategies": strategy},

@@ -1,0 +1,320 @@
+"""Shard stores: how several processes or machines make one run without sharing a SQLite writer.
+
+A run's items are split by a stable hash of their id (`shard_of`). Shard `i` of `n` writes an
+ordinary run store at `RUN/shards/<i>-of-<n>/store.sqlite`, so a killed shard resumes exactly as a
+killed local run does. `merge_shards` copies every shard store into `RUN/store.sqlite` and writes the
+run files from it, the same files a local run writes. Merging is idempotent (a record, call or
+session already in the run store is not copied twice), so it can run after every shard, after all
+of them, or again and again while shards are still working.
+
+A shard made by another teacher or under other settings is refused rather than merged: a run
+directory never silently mixes data made differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opencharacter.errors import ConfigError, OpenCharacterError
+from opencharacter.export.run_files import write_run_files
+from opencharacter.records import Failure
+from opencharacter.store import RunStore
+from opencharacter.store.run_store import STORE_FILE
+
+SHARDS_DIR = "shards"
+_SHARD_DIR = re.compile(r"^(\d+)-of-(\d+)$")
+# Metadata keys: "teacher", "settings" and "commands" are the run session's; "shard" and "finished" ours.
+TEACHER, SETTINGS, SHARD, FINISHED, COMMANDS = "teacher", "settings", "shard", "finished", "commands"
+PAIRING = "pairing"
+RUN_DECISIONS = (TEACHER, SETTINGS, PAIRING)
+"""Metadata a shard and its run must agree on: copied into a shard before it runs, checked and
+adopted at merge. Nothing else is copied (other metadata, such as caches, belongs to one store)."""
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """Shard `index` (0-based) of `count`: `--shard 0/4` is the first of four."""
+
+    index: int
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"shard {self.index}/{self.count}: need 0 <= i < N, e.g. --shard 0/4 … --shard 3/4")
+
+    @classmethod
+    def parse(cls, text: str) -> ShardSpec:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if match is None:
+            raise ConfigError(f"--shard must look like i/N (e.g. 0/4), got {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    @property
+    def name(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    def holds(self, item_id: str) -> bool:
+        return shard_of(item_id, self.count) == self.index
+
+
+def shard_of(item_id: str, count: int) -> int:
+    """The shard an item belongs to: the same on every machine, Python version and run.
+
+    SHA-256 rather than `hash()` (randomised per process); item ids are content hashes already,
+    but hashing again keeps the split even for any id a plug-in stage might use.
+    """
+    if count < 1:
+        raise ConfigError(f"shard count must be at least 1, got {count}")
+    digest = hashlib.sha256(item_id.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % count
+
+
+def shard_dir(run_dir: str | Path, spec: ShardSpec) -> Path:
+    return Path(run_dir) / SHARDS_DIR / spec.name
+
+
+def claim_settings(store: RunStore, settings: Mapping[str, Any], where: str | None = None) -> None:
+    """Record `settings` ({key: the settings that shaped those records}, the run session's `settings`
+    metadata) in a shard store, or refuse if it holds others for the same key.
+
+    The coordinator copies the run store's settings into each shard before sending it work, so a
+    shard directory left from a run under other settings fails at once, not at merge time.
+    """
+    recorded: dict[str, Any] = store.get_meta(SETTINGS, {})
+    for key, value in settings.items():
+        if key in recorded and recorded[key] != value:
+            raise ConfigError(
+                f"{where or store.run_dir} holds {key} made with other settings: "
+                "use the same configuration, or a new --out"
+            )
+    store.set_meta(SETTINGS, {**recorded, **settings})
+
+
+def open_shard(run_dir: str | Path, spec: ShardSpec) -> RunStore:
+    """The shard's store, marked as shard `spec` and as not finished until `mark_finished`."""
+    store = RunStore(shard_dir(run_dir, spec))
+    store.set_meta(SHARD, {"index": spec.index, "count": spec.count})
+    store.set_meta(FINISHED, False)
+    return store
+
+
+def settle(store: RunStore) -> None:
+    """Commit a batch of writes `store` may hold open, so another connection can read and write it.
+
+    Stores that batch their commits have `flush()`; a store that commits every write needs nothing.
+    """
+    flush = getattr(store, "flush", None)
+    if flush is not None:
+        flush()
+
+
+def mark_finished(store: RunStore) -> None:
+    """Written last by a shard's run: a shard killed mid-way stays unfinished, and merge says so."""
+    store.set_meta(FINISHED, True)
+
+
+class ShardsIncomplete(OpenCharacterError):
+    """Merged what exists, but some shards are missing or did not finish: exit 3, as for failed items.
+
+    Raised after the run files are written, so the partial result is usable and a rerun of merge
+    (once the shards are done) completes it.
+    """
+
+    exit_code = 3
+
+    def __init__(self, missing: list[str], unfinished: list[str]) -> None:
+        super().__init__(missing, unfinished)
+        self.missing, self.unfinished = missing, unfinished
+
+    def __str__(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append(f"shards not started: {', '.join(self.missing)}")
+        if self.unfinished:
+            parts.append(f"shards not finished: {', '.join(self.unfinished)}")
+        return "; ".join(parts) + " — run them (`--shard i/N`), then merge again"
+
+
+@dataclass
+class MergeReport:
+    shards: list[str] = field(default_factory=list)
+    records: int = 0
+    calls: int = 0
+    failures: int = 0
+    sessions: int = 0
+    missing: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def find_shards(run_dir: str | Path) -> list[tuple[ShardSpec, Path]]:
+    """Every shard directory with a store, in (count, index) order."""
+    root = Path(run_dir) / SHARDS_DIR
+    found = []
+    for path in root.iterdir() if root.is_dir() else []:
+        match = _SHARD_DIR.match(path.name)
+        if match and (path / STORE_FILE).exists():
+            found.append((ShardSpec(int(match.group(1)), int(match.group(2))), path))
+    return sorted(found, key=lambda entry: (entry[0].count, entry[0].index))
+
+
+def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool = False) -> MergeReport:
+    """Merge every shard store under `run_dir` into its run store, then write the run files.
+
+    Checks every shard before copying anything, so a refused shard leaves the run store untouched.
+    With `strict`, raises `ShardsIncomplete` (after writing the files) when a shard of some `N` is
+    missing or unfinished.
+    """
+    run_dir = Path(run_dir)
+    shards = find_shards(run_dir)
+    report = MergeReport()
+    run_store = RunStore(run_dir)
+    try:
+        teacher = run_store.get_meta(TEACHER)
+        settings: dict[str, Any] = run_store.get_meta(SETTINGS, {})
+        pairing: dict[str, Any] | None = run_store.get_meta(PAIRING)
+        checked = []
+        for spec, path in shards:
+            shard = RunStore(path)  # migrates an older shard store to the current schema
+            try:
+                teacher = _check_teacher(shard, path, teacher)
+                settings = _check_settings(shard, path, settings)
+                pairing = _check_pairing(shard, path, pairing)
+                if not shard.get_meta(FINISHED, False):
+                    report.unfinished.append(str(spec))
+                checked.append((spec, path, shard.get_meta(COMMANDS, []), shard.failures()))
+            finally:
+                shard.close()
+        for spec, path, commands, failures in checked:
+            _copy_shard(run_store, path / STORE_FILE, failures, report)
+            _merge_commands(run_store, commands)
+            report.shards.append(str(spec))
+        if teacher is not None:
+            run_store.set_meta(TEACHER, teacher)
+        run_store.set_meta(SETTINGS, settings)
+        if pairing is not None:
+            run_store.set_meta(PAIRING, pairing)
+        report.missing = _missing(shards)
+        if write_files:
+            report.files = write_run_files(run_store)
+    finally:
+        run_store.close()
+    if strict and (report.missing or report.unfinished):
+        raise ShardsIncomplete(report.missing, report.unfinished)
+    return report
+
+
+def _check_teacher(shard: RunStore, path: Path, teacher: str | None) -> str | None:
+    made_by = shard.get_meta(TEACHER)
+    if made_by is not None and teacher is not None and made_by != teacher:
+        raise ConfigError(f"{path} holds data made by {made_by}, not {teacher}: it cannot be merged into this run")
+    return teacher or made_by
+
+
+def _check_settings(shard: RunStore, path: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    theirs: dict[str, Any] = shard.get_meta(SETTINGS, {})
+    for key, value in theirs.items():
+        if key in settings and settings[key] != value:
+            raise ConfigError(f"{path} holds {key} made with other settings than this run: it cannot be merged")
+    return {**settings, **theirs}
+
+
+def _check_pairing(shard: RunStore, path: Path, pairing: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Dialogues paired under another seed must not join this run; more characters per instruction
+    is how a run grows (the pairs drawn before are kept), so the larger count wins."""
+    theirs = shard.get_meta(PAIRING)
+    if theirs is None or pairing is None:
+        return pairing or theirs
+    if theirs.get("seed") != pairing.get("seed"):
+        raise ConfigError(
+            f"{path} pairs instructions with seed {theirs.get('seed')}, this run with {pairing.get('seed')}: "
+            "it cannot be merged"
+        )
+    return {**pairing, "per_instruction": max(pairing["per_instruction"], theirs["per_instruction"])}
+
+
+def _copy_shard(run_store: RunStore, shard_file: Path, failures: list[Failure], report: MergeReport) -> None:
+    """One transaction per shard: calls and records that are new, failures, sessions.
+
+    Rows are copied verbatim (`SELECT *`) between stores migrated to the same schema version, so
+    this works whatever encoding the store gives its columns.
+    """
+    db = sqlite3.connect(run_store.path, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("ATTACH DATABASE ? AS shard", (str(shard_file),))
+        ours = db.execute("PRAGMA main.user_version").fetchone()[0]
+        theirs = db.execute("PRAGMA shard.user_version").fetchone()[0]
+        if ours != theirs:  # both were migrated on open; a mismatch means another package version
+            raise ConfigError(f"{shard_file}: store schema v{theirs}, the run store is v{ours}")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            report.calls += db.execute("INSERT OR IGNORE INTO main.calls SELECT * FROM shard.calls").rowcount
+            report.records += db.execute("INSERT OR IGNORE INTO main.records SELECT * FROM shard.records").rowcount
+            db.execute(
+                "DELETE FROM main.failures WHERE EXISTS (SELECT 1 FROM main.records r"
+                " WHERE r.stage = failures.stage AND r.id = failures.id)"
+            )
+            report.failures += _copy_failures(db, failures)
+            report.sessions += db.execute(
+                "INSERT INTO main.sessions SELECT * FROM shard.sessions s WHERE NOT EXISTS"
+                " (SELECT 1 FROM main.sessions m WHERE m.command = s.command AND m.started = s.started"
+                " AND m.wall_seconds = s.wall_seconds AND m.new_calls = s.new_calls"
+                " AND m.cached_calls = s.cached_calls)"
+            ).rowcount
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("DETACH DATABASE shard")
+    finally:
+        db.close()
+
+
+def _copy_failures(db: sqlite3.Connection, failures: list[Failure]) -> int:
+    """A shard's failure is copied only where the run has no record of that item, and replaces a
+    recorded failure only if it got further (more attempts): merging an old shard never rewinds."""
+    copied = 0
+    for failure in failures:
+        if db.execute(
+            "SELECT 1 FROM main.records WHERE stage = ? AND id = ?", (failure.stage, failure.item_id)
+        ).fetchone():
+            continue
+        row = db.execute(
+            "SELECT data FROM main.failures WHERE stage = ? AND id = ?", (failure.stage, failure.item_id)
+        ).fetchone()
+        if row is not None and Failure.model_validate_json(row[0]).attempts >= failure.attempts:
+            continue
+        db.execute(
+            "INSERT OR REPLACE INTO main.failures SELECT * FROM shard.failures WHERE stage = ? AND id = ?",
+            (failure.stage, failure.item_id),
+        )
+        copied += 1
+    return copied
+
+
+def _merge_commands(run_store: RunStore, commands: list[Any]) -> None:
+    """The dataset card lists the commands that made the run; a shard's are added once."""
+    history = run_store.get_meta(COMMANDS, [])
+    added = [entry for entry in commands if entry not in history]
+    if added:
+        run_store.set_meta(COMMANDS, history + added)
+
+
+def _missing(shards: list[tuple[ShardSpec, Path]]) -> list[str]:
+    present = {(spec.count, spec.index) for spec, _ in shards}
+    return [
+        str(ShardSpec(index, count))
+        for count in sorted({count for count, _ in present})
+        for index in range(count)
+        if (count, index) not in present
+    ]

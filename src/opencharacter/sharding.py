@@ -1,0 +1,173 @@
+"""`--shard i/N`: one shard of a command's items, run by a plain process into its shard store.
+
+For users without Ray: start `profiles --shard i/N` for every i (processes on one machine, or
+machines sharing the run directory's storage), `opencharacter merge --run RUN`, then the same for
+`synthesize`, and merge again. Each shard builds *all* work items (so sort keys, and therefore the
+merged files, are exactly a local run's) and runs only those `shard_of` gives it.
+
+A shard never writes the run store, so the N processes never contend for one SQLite writer (nor
+for the run's lock); each holds its own shard directory's lock. Before it starts, a shard is seeded
+from the run store with what the run already decided: its teacher and settings, the instruction
+pairings, and the characters (`synthesize` pairs each instruction with characters of every shard).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig, SynthesisConfig
+from opencharacter.engine import EngineStats
+from opencharacter.errors import ConfigError
+from opencharacter.executors import Executor, Stage, StageResult, WorkItem
+from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finished, open_shard, shard_dir
+from opencharacter.pipeline import LoadedSource, check_synthesis, make_profiles, synthesize
+from opencharacter.records import Persona
+from opencharacter.session import Reporter, RunSession, execute
+from opencharacter.stages.dialogues import DialogueStage
+from opencharacter.store import RunStore
+from opencharacter.store.run_store import STORE_FILE
+
+SEEDED_STAGES = ("profiles", "pairings")
+"""Records a shard needs from the run: every character (for pairing) and the pairings drawn so far."""
+
+
+class ShardFilter:
+    """The session's executor, given only this shard's items (the others belong to other processes)."""
+
+    def __init__(self, inner: Executor, spec: ShardSpec) -> None:
+        self.inner, self.spec = inner, spec
+
+    @property
+    def stats(self) -> EngineStats:
+        return self.inner.stats
+
+    async def run(
+        self,
+        stage: Stage[Any, BaseModel],
+        items: Iterable[WorkItem[Any]],
+        *,
+        total: int | None = None,
+        retry_failed: bool = False,
+        label: str | None = None,
+    ) -> StageResult:
+        mine = (item for item in items if self.spec.holds(item.id))
+        return await self.inner.run(stage, mine, retry_failed=retry_failed, label=label)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+def seed_shard(run_dir: Path, spec: ShardSpec) -> None:
+    """Copy into the shard store what the run store already holds and the shard must agree with."""
+    open_shard(run_dir, spec).close()
+    source = run_dir / STORE_FILE
+    if not source.exists():
+        return
+    RunStore(run_dir).close()  # migrated to this version's schema, like the shard
+    db = sqlite3.connect(shard_dir(run_dir, spec) / STORE_FILE, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=10000")
+        db.execute("ATTACH DATABASE ? AS run", (str(source),))
+        db.execute("BEGIN IMMEDIATE")
+        marks = ",".join("?" * len(SEEDED_STAGES))
+        db.execute(
+            f"INSERT OR IGNORE INTO main.records SELECT * FROM run.records WHERE stage IN ({marks})", SEEDED_STAGES
+        )
+        keys = ",".join("?" * len(RUN_DECISIONS))
+        db.execute(f"INSERT OR IGNORE INTO main.meta SELECT * FROM run.meta WHERE key IN ({keys})", RUN_DECISIONS)
+        db.execute("COMMIT")
+        db.execute("DETACH DATABASE run")
+    finally:
+        db.close()
+
+
+def _shard_session(run_dir: Path, spec: ShardSpec, backend: BackendConfig, command: str, show: bool) -> RunSession:
+    seed_shard(run_dir, spec)
+    session = RunSession(shard_dir(run_dir, spec), backend, f"{command} --shard {spec}", show, ExecutorConfig())
+    session.executor = ShardFilter(session.executor, spec)
+    return session
+
+
+def _finish(session: RunSession) -> None:
+    store = RunStore(session.run_dir)
+    try:
+        mark_finished(store)
+    finally:
+        store.close()
+
+
+def _check_executor(executor: ExecutorConfig | None) -> None:
+    if executor is not None and executor.kind != "local":
+        raise ConfigError(f"--shard runs one shard in this process; the {executor.kind} executor shards by itself")
+
+
+def run_profiles_shard(
+    run_dir: str | Path,
+    personas: list[Persona],
+    config: ProfilesConfig,
+    backend: BackendConfig,
+    *,
+    shard: ShardSpec,
+    executor: ExecutorConfig | None = None,
+    retry_failed: bool = False,
+    show_progress: bool = True,
+    reporter: Reporter | None = None,
+    record: dict | None = None,
+) -> RunSession:
+    """`profiles --shard i/N`: profiles for this shard's personas, into RUN/shards/<i>-of-<N>/."""
+    _check_executor(executor)
+    session = _shard_session(Path(run_dir), shard, backend, "profiles", show_progress)
+    session.record_config("profiles", {**(record or {}), **config.model_dump(mode="json")})
+
+    async def steps() -> None:
+        await make_profiles(session, personas, config, retry_failed)
+
+    execute(session, steps, reporter)
+    _finish(session)
+    session.raise_if_incomplete()
+    return session
+
+
+def run_synthesis_shard(
+    run_dir: str | Path,
+    loaded: list[LoadedSource],
+    config: SynthesisConfig,
+    backend: BackendConfig,
+    *,
+    shard: ShardSpec,
+    executor: ExecutorConfig | None = None,
+    retry_failed: bool = False,
+    show_progress: bool = True,
+    reporter: Reporter | None = None,
+    record: dict | None = None,
+) -> RunSession:
+    """`synthesize --shard i/N`: this shard's dialogues, paired with the run's merged characters."""
+    _check_executor(executor)
+    run_dir = Path(run_dir)
+    if not (run_dir / STORE_FILE).exists():
+        raise ConfigError(
+            f"{run_dir} has no merged characters yet: run `opencharacter merge --run {run_dir}` "
+            "after the profiles shards, then synthesize"
+        )
+    session = _shard_session(run_dir, shard, backend, "synthesize", show_progress)
+    try:
+        stage = DialogueStage(config, session.backend.model_id)
+        check_synthesis(session, stage, sorted({s for src, _, _ in loaded for s in src.strategies}), record=False)
+        session.record_config("synthesis", {**(record or {}), **config.model_dump(mode="json")})
+    except BaseException:
+        session.abandon()
+        raise
+
+    async def steps() -> None:
+        for source, instructions, _ in loaded:
+            await synthesize(session, instructions, list(source.strategies), config, retry_failed)
+
+    execute(session, steps, reporter)
+    _finish(session)
+    session.raise_if_incomplete()
+    return session
