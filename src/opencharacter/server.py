@@ -241,7 +241,8 @@ def serve_in_thread(responder: Responder, host: str = "127.0.0.1", port: int = 0
     state: dict[str, Any] = {}
 
     async def start() -> None:
-        runner = web.AppRunner(build_app(responder), access_log=None)
+        # Hung handlers (fault injection) must not hold the shutdown for aiohttp's default 60 s.
+        runner = web.AppRunner(build_app(responder), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
         await site.start()

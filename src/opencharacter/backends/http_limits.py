@@ -50,7 +50,7 @@ class AimdLimit:
     window of `limit` answers. Each success adds 1/limit, i.e. +1 per round trip, as TCP does.
     """
 
-    overload_factor = 0.7
+    overload_factor = 0.85
     latency_factor = 0.9
     latency_tolerance = 3.0
 
@@ -121,12 +121,15 @@ class RateCaps:
 
     Hosted APIs meter per account, not per server. Tokens are counted the way they meter them before
     the call (prompt estimate + max_tokens); the unused part is given back when the usage comes in.
-    Bursts are limited to ten seconds' worth, so the first seconds of a run cannot spend the minute.
+    Bursts are limited to one second's worth: providers enforce per-minute limits in sub-minute
+    slices (OpenAI: "60,000 requests/minute may be enforced as 1,000 requests/second").
     """
 
     def __init__(self, requests_per_minute: int | None, tokens_per_minute: int | None) -> None:
-        self.requests = _Bucket(requests_per_minute, max(1.0, requests_per_minute / 6)) if requests_per_minute else None
-        self.tokens = _Bucket(tokens_per_minute, max(1.0, tokens_per_minute / 6)) if tokens_per_minute else None
+        self.requests = (
+            _Bucket(requests_per_minute, max(1.0, requests_per_minute / 60)) if requests_per_minute else None
+        )
+        self.tokens = _Bucket(tokens_per_minute, max(1.0, tokens_per_minute / 60)) if tokens_per_minute else None
         self._lock = asyncio.Lock()
 
     @property

@@ -267,7 +267,7 @@ class OpenAIBackend(Backend):
                 endpoint.rate_limited += 1
                 endpoint.limit.on_overload(epoch)
                 overloads += 1
-                wait = retry_after if retry_after is not None else min(5.0, 0.05 * 2**overloads)
+                wait = retry_after if retry_after is not None else min(5.0, 0.01 * 2**overloads)
                 wait *= random.uniform(0.8, 1.2)
                 if time.monotonic() + wait > give_up_waiting:
                     raise BackendError(
