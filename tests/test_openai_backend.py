@@ -62,7 +62,8 @@ def test_transient_faults_are_retried(tmp_path, faults):
     with serve_in_thread(responder) as url:
         completion, stats = complete(url, tmp_path=tmp_path)
     assert completion.text == "echo: Hello there"
-    assert responder.requests == 3 and stats.retries == 2
+    # the first fault is re-sent at once by the backend, the second costs an engine retry
+    assert responder.requests == 3 and stats.retries == 1
 
 
 def test_429s_are_waited_out_without_spending_retries(tmp_path):
@@ -76,8 +77,8 @@ def test_429s_are_waited_out_without_spending_retries(tmp_path):
 def test_timeouts_are_retried(tmp_path):
     responder = ScriptedResponder(faults=Faults(hangs=1, hang_seconds=5))
     with serve_in_thread(responder) as url:
-        completion, stats = complete(url, tmp_path=tmp_path, timeout=0.5)
-    assert completion.text.startswith("echo") and stats.retries == 1
+        completion, _ = complete(url, tmp_path=tmp_path, timeout=0.5)
+    assert completion.text.startswith("echo") and responder.requests == 2
 
 
 def test_persistent_failure_surfaces_as_backend_error(tmp_path):

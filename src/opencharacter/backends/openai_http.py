@@ -54,12 +54,12 @@ OPENAI_URL = "https://api.openai.com/v1"
 # HEDGE_BUDGET of all calls are hedged, so a server that is slow for everyone is not doubled.
 HEDGE_MIN_SAMPLES = 20
 HEDGE_FLOOR = 0.5
-HEDGE_MULTIPLIER = 2.0
+HEDGE_MULTIPLIER = 1.2
 HEDGE_BUDGET = 0.1
-MAX_COPIES = 3
+MAX_HEDGES = 2
 # The adaptive deadline: DEADLINE_MULTIPLIER × p99, at least DEADLINE_FLOOR, at most `timeout`.
 DEADLINE_MULTIPLIER = 10.0
-DEADLINE_FLOOR = 20.0
+DEADLINE_FLOOR = 5.0
 _SLOW_MEMORY = 4096
 
 
@@ -81,9 +81,11 @@ class _Race:
         self.timer: asyncio.TimerHandle | None = None
         self.first: Endpoint | None = None
         self.sent_at = 0.0
+        self.resent = False
+        self.hedged = 0
 
     async def run(self) -> Completion:
-        self.launch(None, hedge=False)
+        self.launch(None, hedge=False, primary=True)
         try:
             return await self.result
         finally:
@@ -91,9 +93,10 @@ class _Race:
             for task in self.tasks:
                 task.cancel()
 
-    def launch(self, avoid: Endpoint | None, hedge: bool) -> None:
+    def launch(self, avoid: Endpoint | None, hedge: bool, primary: bool = False) -> None:
+        """Start a copy; the `primary` one (the first, or a re-send after it failed) times the hedges."""
         self.running += 1
-        task = self.loop.create_task(self.backend._copy(self, avoid, hedge))
+        task = self.loop.create_task(self.backend._copy(self, avoid, hedge, primary))
         task.add_done_callback(self._copy_done)
         self.tasks.append(task)
 
@@ -127,19 +130,19 @@ class _Race:
             self._expire(deadline)
             return
         delay = max(HEDGE_FLOOR, HEDGE_MULTIPLIER * (window.percentile(0.95) or 0.0))
-        copies = len(self.tasks)
-        if self.backend.config.hedging and copies < MAX_COPIES and elapsed >= delay * copies:
+        hedging = self.backend.config.hedging
+        if hedging and self.hedged < MAX_HEDGES and elapsed >= delay * (self.hedged + 1):
             self._hedge()
-            copies = len(self.tasks)
-        due = [delay * copies - elapsed] if self.backend.config.hedging and copies < MAX_COPIES else []
+        due = [delay * (self.hedged + 1) - elapsed] if hedging and self.hedged < MAX_HEDGES else []
         if deadline is not None:
             due.append(deadline - elapsed)
         if due:
             self.timer = self.loop.call_later(max(0.25, min(due)), self._check)
 
     def _hedge(self) -> None:
-        if self.result.done() or len(self.tasks) >= MAX_COPIES or not self.backend._may_hedge():
+        if self.result.done() or not self.backend._may_hedge():
             return
+        self.hedged += 1
         self.launch(self.first, hedge=True)
 
     def _expire(self, seconds: float) -> None:
@@ -165,6 +168,18 @@ class _Race:
             self.result.set_result(task.result())
         elif isinstance(error, BackendError) and error.retryable and self.running:
             self.error = error  # another copy may still answer
+        elif (
+            isinstance(error, BackendError)
+            and error.retryable
+            and error.status not in OVERLOAD_STATUS
+            and not self.resent
+        ):
+            # One quick re-send per call: a lone 500 or broken body is usually that call's fault,
+            # and the engine's backoff would add up to a second to it. It replaces a retry the
+            # engine would make anyway; a second failure goes to the engine (and its backoff).
+            # Overload (429/503) is the limiter's business.
+            self.resent = True
+            self.launch(None, hedge=True, primary=True)
         else:
             self.result.set_exception(error)
 
@@ -211,7 +226,7 @@ class OpenAIBackend(Backend):
 
     # -- one copy of a call ----------------------------------------------------------------
 
-    async def _copy(self, race: _Race, avoid: Endpoint | None, hedge: bool) -> Completion:
+    async def _copy(self, race: _Race, avoid: Endpoint | None, hedge: bool, primary: bool) -> Completion:
         give_up_waiting = time.monotonic() + self.config.rate_limit_wait
         overloads = redirects = 0
         while True:
@@ -224,7 +239,7 @@ class OpenAIBackend(Backend):
                 endpoint.hedges += 1
             epoch = endpoint.limit.epoch
             payload = build_payload(race.request, self.config.model, endpoint.structured)
-            if not hedge:
+            if primary:
                 race.sent(endpoint)
             started = time.monotonic()
             try:
@@ -260,7 +275,7 @@ class OpenAIBackend(Backend):
                 self.fleet.succeeded(endpoint, latency)
                 self.caps.settle(reserved, completion.prompt_tokens + completion.completion_tokens)
                 return completion
-            if not hedge:
+            if primary:
                 race.disarm()
             said = self._mask(server_message(body))
             if status in OVERLOAD_STATUS:
