@@ -262,3 +262,18 @@ def test_a_slow_but_healthy_call_is_never_lost(tmp_path, monkeypatch):
         completion, _, engine, _ = warm_then(tmp_path, url, "SLOW but fine", max_retries=1, timeout=20)
     assert completion.text == "echo: SLOW but fine"
     assert engine.stats.retries == 1
+
+
+def test_the_cli_takes_a_fleet_as_repeated_or_comma_separated_base_urls(tmp_path, run_cli, personas_file):
+    first, second, third = ScriptedResponder(latency=0.02), ScriptedResponder(latency=0.02), ScriptedResponder()
+    with serve_in_thread(first) as a, serve_in_thread(second) as b, serve_in_thread(third) as c:
+        common = ["--personas", personas_file, "--limit", 12, "--backend", "openai", "--model", "m", "-q"]
+        repeated = run_cli("profiles", *common, "--out", tmp_path / "one", "--base-url", a, "--base-url", b)
+        config = tmp_path / "fleet.yaml"
+        config.write_text(f"backend:\n  base_url: [{a}, {c}]\n")
+        from_yaml = run_cli("profiles", *common, "--out", tmp_path / "two", "--config", config)
+    assert repeated[0] == 0 and from_yaml[0] == 0, (repeated[2], from_yaml[2])
+    assert first.requests > 0 and second.requests > 0 and third.requests > 0
+    assert BackendConfig(base_url=f"{a}, {b}").base_url == [a, b]
+    with pytest.raises(ValueError, match="http"):
+        BackendConfig(base_url="localhost:8000/v1")
