@@ -93,7 +93,8 @@ def test_nothing_listening_is_fatal_with_one_clear_line(tmp_path):
     results, _, _ = run_calls(tmp_path, url, count=3)
     assert all(isinstance(r, FatalBackendError) for r in results)
     message = str(results[0])
-    assert f"cannot connect to {url}" in message and "--base-url" in message and "\n" not in message
+    assert f"cannot connect to {url} (connection refused)" in message and "--base-url" in message
+    assert "\n" not in message
 
 
 class Answers:

@@ -38,7 +38,7 @@ class EndpointStats:
     rate_limited: int = 0
     """429/503 answers absorbed by lowering the concurrency (not counted as failures)."""
     hedges: int = 0
-    """Second copies of slow calls sent to it."""
+    """Extra copies sent to it: hedges of slow calls and quick re-sends of failed ones."""
     concurrency: int = 0
     """Its adaptive concurrency limit at the end."""
     out: bool = False

@@ -321,7 +321,10 @@ class OpenAIBackend(Backend):
             return response.status, _retry_after(response.headers), body
 
     def _refused_message(self, exc: aiohttp.ClientConnectorError) -> str:
-        reason = getattr(exc.os_error, "strerror", None) or str(exc)
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            reason = "connection refused"
+        else:
+            reason = getattr(exc.os_error, "strerror", None) or str(exc)
         where = self.base_url if len(self.base_urls) == 1 else f"any of the {len(self.base_urls)} servers in --base-url"
         return self._mask(f"cannot connect to {where} ({reason}): is the server running, and is --base-url right?")
 
