@@ -26,6 +26,40 @@ class Capabilities:
     """Runs in this process; the engine keeps enough requests in flight to fill its batches."""
 
 
+@dataclass(frozen=True)
+class EndpointStats:
+    """What one server of an HTTP backend did in this process, for the end-of-run summary."""
+
+    url: str
+    served: int
+    """Calls it answered successfully."""
+    failures: int
+    """Failed tries: refused or broken connections, timeouts, 5xx, malformed bodies."""
+    rate_limited: int = 0
+    """429/503 answers absorbed by lowering the concurrency (not counted as failures)."""
+    hedges: int = 0
+    """Extra copies sent to it: hedges of slow calls and quick re-sends of failed ones."""
+    concurrency: int = 0
+    """Its adaptive concurrency limit at the end."""
+    out: bool = False
+    """Taken out of the fleet (cooling down) at the end."""
+    structured_output: str = "json_schema"
+    """The structured-output form it accepts: json_schema, json_object or prompt."""
+
+    def line(self) -> str:
+        parts = [f"{self.served} served", f"{self.failures} failed"]
+        if self.rate_limited:
+            parts.append(f"{self.rate_limited} rate-limited (absorbed)")
+        if self.hedges:
+            parts.append(f"{self.hedges} hedged")
+        parts.append(f"concurrency {self.concurrency}")
+        if self.structured_output != "json_schema":
+            parts.append(f"structured output via {self.structured_output}")
+        if self.out:
+            parts.append("out (cooling down)")
+        return f"{self.url}: " + ", ".join(parts)
+
+
 class Backend(ABC):
     capabilities = Capabilities()
 
@@ -47,6 +81,10 @@ class Backend(ABC):
     @abstractmethod
     async def complete(self, request: ChatRequest) -> Completion:
         """One chat completion. Raise BackendError (retryable or not) on failure."""
+
+    def endpoint_stats(self) -> list[EndpointStats]:
+        """Per-server counts for the summary; empty for backends that are not servers."""
+        return []
 
     async def aclose(self) -> None:
         """Release sessions, threads or GPU memory."""

@@ -2,7 +2,17 @@
 
 A bare aiohttp client, not the OpenAI SDK: measured here, the SDK costs ~2.7 ms CPU per request
 against ~0.2 ms for aiohttp, which decides whether one client process keeps a fast server busy
-(see bench/orchestration.py). One pooled session per backend; the engine owns retries.
+(see bench/orchestration.py). One pooled session per backend.
+
+What the engine's retries cannot do well lives here, per call:
+- a fleet: each call goes to the least-loaded endpoint that is up (backends/http_fleet.py);
+- rate control: 429/503 lower that endpoint's concurrency and the call waits its turn again, up to
+  `rate_limit_wait`, without spending a retry; optional requests/tokens-per-minute caps;
+- hedging: a call far slower than its endpoint's recent peers gets a second (and third) copy, the
+  first answer wins; a call with no answer after 10× the p99 latency is cut and its retry gets the
+  full `timeout`, so a slow-but-healthy call costs one extra try, never the item;
+- fail fast: 401/403/404 and a server nobody can connect to raise FatalBackendError;
+- structured output: json_schema → json_object → prompt, per endpoint, as the server accepts.
 """
 
 from __future__ import annotations
@@ -10,63 +20,168 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import time
+from collections import OrderedDict
 from typing import Any
 
 import aiohttp
 
-from opencharacter.backends.base import Backend, Capabilities
+from opencharacter.backends.base import Backend, Capabilities, EndpointStats
+from opencharacter.backends.http_errors import (
+    OVERLOAD_STATUS,
+    RETRYABLE_STATUS,
+    KeyMask,
+    fatal_message,
+    server_message,
+)
+from opencharacter.backends.http_fleet import Endpoint, Fleet
+from opencharacter.backends.http_limits import RateCaps
+from opencharacter.backends.http_payload import (
+    build_payload,
+    estimated_tokens,
+    next_structured_mode,
+    parse_response,
+)
 from opencharacter.config import BackendConfig
-from opencharacter.errors import BackendError, ConfigError
+from opencharacter.errors import BackendError, ConfigError, FatalBackendError
 from opencharacter.records import ChatRequest, Completion
 
 OPENAI_URL = "https://api.openai.com/v1"
-_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+# Hedging: after HEDGE_MIN_SAMPLES answers, a call still unanswered after
+# max(HEDGE_FLOOR, HEDGE_MULTIPLIER × p95) gets a copy, and another at twice that; at most
+# HEDGE_BUDGET of all calls are hedged, so a server that is slow for everyone is not doubled.
+HEDGE_MIN_SAMPLES = 20
+HEDGE_FLOOR = 0.5
+HEDGE_MULTIPLIER = 1.2
+HEDGE_BUDGET = 0.1
+MAX_HEDGES = 2
+# The adaptive deadline: DEADLINE_MULTIPLIER × p99, at least DEADLINE_FLOOR, at most `timeout`.
+DEADLINE_MULTIPLIER = 10.0
+DEADLINE_FLOOR = 5.0
+_SLOW_MEMORY = 4096
 
 
-def build_payload(request: ChatRequest, model: str) -> dict[str, Any]:
-    """The JSON body of POST /chat/completions for one request."""
-    sampling = request.sampling
-    payload: dict[str, Any] = {
-        "model": model,
-        "messages": [m.model_dump() for m in request.messages],
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
-        "max_tokens": sampling.max_tokens,
-    }
-    if sampling.seed is not None:
-        payload["seed"] = sampling.seed
-    if request.response_schema is not None:
-        payload["response_format"] = {
-            "type": "json_schema",
-            "json_schema": {"name": request.schema_name, "schema": request.response_schema},
-        }
-    return payload
+def _call_key(request: ChatRequest) -> int:
+    # The engine seeds every call from its cache key, so seed + last message tells calls apart.
+    return hash((request.sampling.seed, request.messages[-1].content))
 
 
-def parse_response(data: Any) -> Completion:
-    """A Completion from a chat.completion body; a body without text is retryable garbage."""
-    try:
-        choice = data["choices"][0]
-        text = choice["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise BackendError("response has no choices[0].message.content", status=200, retryable=True) from None
-    if not isinstance(text, str):
-        raise BackendError("response content is not a string", status=200, retryable=True)
-    usage = data.get("usage") or {}
-    return Completion(
-        text=text,
-        finish_reason=str(choice.get("finish_reason") or "stop"),
-        prompt_tokens=int(usage.get("prompt_tokens") or 0),
-        completion_tokens=int(usage.get("completion_tokens") or 0),
-    )
+class _Race:
+    """One call: its first copy, hedges, and the adaptive deadline. The first answer wins."""
 
+    def __init__(self, backend: OpenAIBackend, request: ChatRequest) -> None:
+        self.backend, self.request = backend, request
+        self.loop = asyncio.get_running_loop()
+        self.result: asyncio.Future[Completion] = self.loop.create_future()
+        self.tasks: list[asyncio.Task[Completion]] = []
+        self.running = 0
+        self.error: BaseException | None = None
+        self.timer: asyncio.TimerHandle | None = None
+        self.first: Endpoint | None = None
+        self.sent_at = 0.0
+        self.resent = False
+        self.hedged = 0
 
-def _retry_after(headers: Any) -> float | None:
-    value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None  # an HTTP date; the engine's backoff applies instead
+    async def run(self) -> Completion:
+        self.launch(None, hedge=False, primary=True)
+        try:
+            return await self.result
+        finally:
+            self.disarm()
+            for task in self.tasks:
+                task.cancel()
+
+    def launch(self, avoid: Endpoint | None, hedge: bool, primary: bool = False) -> None:
+        """Start a copy; the `primary` one (the first, or a re-send after it failed) times the hedges."""
+        self.running += 1
+        task = self.loop.create_task(self.backend._copy(self, avoid, hedge, primary))
+        task.add_done_callback(self._copy_done)
+        self.tasks.append(task)
+
+    def sent(self, endpoint: Endpoint) -> None:
+        """The first copy went out (again): time hedges and the deadline from this moment."""
+        self.first, self.sent_at = endpoint, self.loop.time()
+        self.disarm()
+        self.timer = self.loop.call_later(HEDGE_FLOOR, self._check)
+
+    def disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _check(self) -> None:
+        """Hedge or cut a call that is slow against its endpoint's recent latencies.
+
+        Re-evaluated on a timer rather than fixed at send time: the first calls of a run go out
+        before any latency is known, and they are the ones a hang would otherwise stall longest.
+        """
+        self.timer = None
+        if self.result.done() or self.first is None:
+            return
+        window = self.first.latency
+        elapsed = self.loop.time() - self.sent_at
+        if window.count < HEDGE_MIN_SAMPLES:
+            self.timer = self.loop.call_later(HEDGE_FLOOR, self._check)
+            return
+        deadline = self.backend._deadline(self.first, self.request)
+        if deadline is not None and elapsed >= deadline:
+            self._expire(deadline)
+            return
+        delay = max(HEDGE_FLOOR, HEDGE_MULTIPLIER * (window.percentile(0.95) or 0.0))
+        hedging = self.backend.config.hedging
+        if hedging and self.hedged < MAX_HEDGES and elapsed >= delay * (self.hedged + 1):
+            self._hedge()
+        due = [delay * (self.hedged + 1) - elapsed] if hedging and self.hedged < MAX_HEDGES else []
+        if deadline is not None:
+            due.append(deadline - elapsed)
+        if due:
+            self.timer = self.loop.call_later(max(0.25, min(due)), self._check)
+
+    def _hedge(self) -> None:
+        if self.result.done() or not self.backend._may_hedge():
+            return
+        self.hedged += 1
+        self.launch(self.first, hedge=True)
+
+    def _expire(self, seconds: float) -> None:
+        if self.result.done():
+            return
+        self.backend._remember_slow(self.request)
+        url = self.first.base_url if self.first else "the server"
+        self.result.set_exception(
+            BackendError(
+                f"{url}: no answer within {seconds:.1f}s (10× its p99 latency); the retry waits the full timeout",
+                retryable=True,
+            )
+        )
+
+    def _copy_done(self, task: asyncio.Task[Completion]) -> None:
+        self.running -= 1
+        if task.cancelled():
+            return
+        error = task.exception()  # retrieved even when another copy won, so asyncio does not warn
+        if self.result.done():
+            return
+        if error is None:
+            self.result.set_result(task.result())
+        elif isinstance(error, BackendError) and error.retryable and self.running:
+            self.error = error  # another copy may still answer
+        elif (
+            isinstance(error, BackendError)
+            and error.retryable
+            and error.status not in OVERLOAD_STATUS
+            and not self.resent
+        ):
+            # One quick re-send per call: a lone 500 or broken body is usually that call's fault,
+            # and the engine's backoff would add up to a second to it. It replaces a retry the
+            # engine would make anyway; a second failure goes to the engine (and its backoff).
+            # Overload (429/503) is the limiter's business.
+            self.resent = True
+            self.launch(None, hedge=True, primary=True)
+        else:
+            self.result.set_exception(error)
 
 
 class OpenAIBackend(Backend):
@@ -74,21 +189,30 @@ class OpenAIBackend(Backend):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        self.base_url = (config.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL).rstrip("/")
+        urls = config.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
+        self.base_urls = [u.rstrip("/") for u in (urls.split(",") if isinstance(urls, str) else urls)]
+        self.base_url = self.base_urls[0]
         key = os.environ.get(config.api_key_env)
-        if not key and self.base_url == OPENAI_URL:
+        if not key and OPENAI_URL in self.base_urls:
             raise ConfigError(
                 f"no API key: set the environment variable {config.api_key_env}, or point --base-url at your own server"
             )
+        self._has_key = bool(key)
+        self._mask = KeyMask(key)
         self._headers = {"Content-Type": "application/json"}
         if key:
             self._headers["Authorization"] = f"Bearer {key}"
-        self._url = f"{self.base_url}/chat/completions"
+        self.fleet = Fleet(self.base_urls, config.concurrency, config.adaptive_concurrency)
+        self.caps = RateCaps(config.requests_per_minute, config.tokens_per_minute)
         self._session: aiohttp.ClientSession | None = None
+        self._calls = 0
+        self._hedges = 0
+        self._slow: OrderedDict[int, None] = OrderedDict()
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.config.concurrency, ttl_dns_cache=300)
+            # The fleet's limits bound what is in flight; the connector must not add its own cap.
+            connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
@@ -97,27 +221,154 @@ class OpenAIBackend(Backend):
         return self._session
 
     async def complete(self, request: ChatRequest) -> Completion:
-        payload = build_payload(request, self.config.model)
-        try:
-            async with self._client().post(self._url, json=payload) as response:
-                body = await response.read()
-                if response.status != 200:
+        self._calls += 1
+        return await _Race(self, request).run()
+
+    # -- one copy of a call ----------------------------------------------------------------
+
+    async def _copy(self, race: _Race, avoid: Endpoint | None, hedge: bool, primary: bool) -> Completion:
+        give_up_waiting = time.monotonic() + self.config.rate_limit_wait
+        overloads = redirects = 0
+        while True:
+            reserved = 0.0
+            if self.caps.active:
+                tokens = estimated_tokens(build_payload(race.request, self.config.model))
+                reserved = await self.caps.acquire(tokens)
+            endpoint = await self.fleet.acquire(avoid)
+            if hedge:
+                endpoint.hedges += 1
+            epoch = endpoint.limit.epoch
+            payload = build_payload(race.request, self.config.model, endpoint.structured)
+            if primary:
+                race.sent(endpoint)
+            started = time.monotonic()
+            try:
+                status, retry_after, body = await self._post(endpoint, payload)
+            except aiohttp.ClientConnectorError as exc:
+                self.fleet.failed(endpoint, refused=True)
+                if self.fleet.all_refused_before_success():
+                    raise FatalBackendError(self._refused_message(exc)) from None
+                if redirects < len(self.fleet.endpoints) and self.fleet.has_other_up(endpoint):
+                    redirects += 1  # it never reached the server: safe to send elsewhere at once
+                    continue
+                raise BackendError(self._mask(f"{endpoint.base_url}: cannot connect: {exc}"), retryable=True) from None
+            except asyncio.TimeoutError:
+                self.fleet.failed(endpoint)
+                raise BackendError(
+                    f"{endpoint.base_url}: no answer within {self.config.timeout:g}s", retryable=True
+                ) from None
+            except aiohttp.ClientError as exc:
+                self.fleet.failed(endpoint)
+                raise BackendError(
+                    self._mask(f"{endpoint.base_url}: {type(exc).__name__}: {exc}"), retryable=True
+                ) from None
+            finally:
+                self.fleet.release(endpoint)
+            latency = time.monotonic() - started
+            if status == 200:
+                try:
+                    completion = parse_response(json.loads(body))
+                except (ValueError, BackendError) as exc:
+                    self.fleet.failed(endpoint)
+                    message = exc.message if isinstance(exc, BackendError) else "malformed JSON"
+                    raise BackendError(f"{endpoint.base_url} answered {message}", status=200, retryable=True) from None
+                self.fleet.succeeded(endpoint, latency)
+                self.caps.settle(reserved, completion.prompt_tokens + completion.completion_tokens)
+                return completion
+            if primary:
+                race.disarm()
+            said = self._mask(server_message(body))
+            if status in OVERLOAD_STATUS:
+                endpoint.rate_limited += 1
+                endpoint.limit.on_overload(epoch)
+                overloads += 1
+                wait = retry_after if retry_after is not None else min(5.0, 0.01 * 2**overloads)
+                wait *= random.uniform(0.8, 1.2)
+                if time.monotonic() + wait > give_up_waiting:
                     raise BackendError(
-                        f"{self._url} answered {response.status}: {body[:200].decode('utf-8', 'replace')}",
-                        status=response.status,
-                        retryable=response.status in _RETRYABLE_STATUS,
-                        retry_after=_retry_after(response.headers),
+                        f"{endpoint.base_url} kept answering {status} for {self.config.rate_limit_wait:g}s: {said}",
+                        status=status,
+                        retryable=True,
                     )
-        except asyncio.TimeoutError:
-            raise BackendError(f"{self._url}: no answer within {self.config.timeout:g}s", retryable=True) from None
-        except aiohttp.ClientError as exc:
-            raise BackendError(f"{self._url}: {type(exc).__name__}: {exc}", retryable=True) from None
-        try:
-            data = json.loads(body)
-        except ValueError:
-            raise BackendError(f"{self._url} answered malformed JSON", status=200, retryable=True) from None
-        return parse_response(data)
+                await asyncio.sleep(wait)
+                continue
+            if status in (401, 403, 404):
+                message = fatal_message(
+                    status,
+                    endpoint.base_url,
+                    endpoint.chat_url,
+                    self.config.model,
+                    self.config.api_key_env,
+                    self._has_key,
+                    said,
+                )
+                raise FatalBackendError(self._mask(message), status)
+            if race.request.response_schema is not None:
+                weaker = next_structured_mode(endpoint.structured, status, said)
+                if weaker is not None:
+                    if endpoint.structured == payload_mode(payload):
+                        endpoint.structured = weaker
+                    continue
+            if status >= 500:
+                self.fleet.failed(endpoint)
+            raise BackendError(
+                f"{endpoint.chat_url} answered {status}: {said}", status=status, retryable=status in RETRYABLE_STATUS
+            )
+
+    async def _post(self, endpoint: Endpoint, payload: dict[str, Any]) -> tuple[int, float | None, bytes]:
+        async with self._client().post(endpoint.chat_url, json=payload) as response:
+            body = await response.read()
+            return response.status, _retry_after(response.headers), body
+
+    def _refused_message(self, exc: aiohttp.ClientConnectorError) -> str:
+        if isinstance(exc.os_error, ConnectionRefusedError):
+            reason = "connection refused"
+        else:
+            reason = getattr(exc.os_error, "strerror", None) or str(exc)
+        where = self.base_url if len(self.base_urls) == 1 else f"any of the {len(self.base_urls)} servers in --base-url"
+        return self._mask(f"cannot connect to {where} ({reason}): is the server running, and is --base-url right?")
+
+    # -- hedging and deadlines -------------------------------------------------------------
+
+    def _may_hedge(self) -> bool:
+        if self._hedges >= HEDGE_BUDGET * self._calls + 1:
+            return False
+        self._hedges += 1
+        return True
+
+    def _deadline(self, endpoint: Endpoint, request: ChatRequest) -> float | None:
+        """Seconds after which an unanswered call is cut; None: the configured timeout applies."""
+        p99 = endpoint.latency.percentile(0.99)
+        if p99 is None or endpoint.latency.count < HEDGE_MIN_SAMPLES or _call_key(request) in self._slow:
+            return None
+        deadline = max(DEADLINE_FLOOR, DEADLINE_MULTIPLIER * p99)
+        return deadline if deadline < self.config.timeout else None
+
+    def _remember_slow(self, request: ChatRequest) -> None:
+        self._slow[_call_key(request)] = None
+        while len(self._slow) > _SLOW_MEMORY:
+            self._slow.popitem(last=False)
+
+    def endpoint_stats(self) -> list[EndpointStats]:
+        return self.fleet.stats()
 
     async def aclose(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+
+def payload_mode(payload: dict[str, Any]) -> str:
+    """Which structured form a payload was sent in (the endpoint may have moved on meanwhile)."""
+    response_format = payload.get("response_format")
+    return response_format["type"] if response_format else "prompt"
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None  # an HTTP date; our own backoff applies instead
+
+
+__all__ = ["OPENAI_URL", "OpenAIBackend", "build_payload", "parse_response"]

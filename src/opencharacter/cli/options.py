@@ -21,7 +21,12 @@ Model = Annotated[
     typer.Option("--model", help="Hub id, local directory, or 'embedded' (default).", rich_help_panel="Model"),
 ]
 BaseUrl = Annotated[
-    str | None, typer.Option("--base-url", help="OpenAI-compatible server URL.", rich_help_panel="Model")
+    list[str] | None,
+    typer.Option(
+        "--base-url",
+        help="OpenAI-compatible server URL; repeat it (or separate by commas) for a fleet of servers.",
+        rich_help_panel="Model",
+    ),
 ]
 ApiKeyEnv = Annotated[
     str | None,
@@ -64,11 +69,13 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 def backend_overrides(
     backend: str | None,
     model: str | None,
-    base_url: str | None,
+    base_url: list[str] | str | None,
     api_key_env: str | None,
     concurrency: int | None,
     batch_size: int | None,
 ) -> dict[str, Any]:
+    if isinstance(base_url, list):  # --base-url repeated; BackendConfig also splits commas
+        base_url = ",".join(base_url) or None
     given = {
         "backend": backend,
         "model": model,
