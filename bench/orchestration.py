@@ -6,11 +6,12 @@ fixed latency. Prints wall time, the ideal N × latency / concurrency, their rat
 CPU seconds per request; a bare aiohttp + semaphore loop runs in the same session as a baseline.
 
 Part 2 — local generation: the transformers backend's tokens/s against a plain `model.generate`
-on the same prompts at the same batch size: greedy (both produce the same tokens), and sampled
-(the backend's per-request sampler against transformers' own sampling).
+on the same prompts at the same batch size, interleaved in one process: greedy (both produce the
+same tokens), and sampled (the backend's per-request sampler against transformers' own sampling).
 
     python bench/orchestration.py                    # defaults: 2000 requests, 200 ms, 64 and 256
     python bench/orchestration.py --requests 5000 --skip-local
+    python bench/orchestration.py --skip-orchestration --batch-size 16 64 --threads 1
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import asyncio
 import functools
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -130,59 +132,92 @@ def orchestration(count: int, latency: float, levels: list[int], repeats: int) -
         process.wait(10)
 
 
-def local_generation(batch_size: int, batches: int, max_tokens: int, temperature: float) -> None:
+def _prompts(count: int, temperature: float, max_tokens: int) -> list[ChatRequest]:
+    topics = ["the sea", "bread", "chess", "rain", "trains", "bees", "maps", "clocks"]
+    return [
+        ChatRequest(
+            messages=[ChatMessage(role="user", content=f"Write a short paragraph about {topics[i % 8]} ({i}).")],
+            # Seeded as the engine seeds every call; top_p as plain generate's below.
+            sampling=Sampling(
+                temperature=temperature, top_p=0.95, max_tokens=max_tokens, repetition_penalty=1.0, seed=i
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def _timed(run) -> tuple[int, float, float]:
+    wall, cpu = time.perf_counter(), time.process_time()
+    tokens = run()
+    return tokens, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def local_generation(batch_size: int, batches: int, max_tokens: int, temperature: float, repeats: int) -> None:
+    """The backend and a plain `model.generate` loop on the same prompts, interleaved, `repeats` times.
+
+    Interleaving (and alternating which goes first) spreads the load of a shared machine evenly
+    over both; medians of wall time and of this process's CPU time are reported.
+    """
     import torch
 
     backend = build_backend(BackendConfig(backend="transformers", model="embedded", batch_size=batch_size))
     local = backend.local_model()
-    topics = ["the sea", "bread", "chess", "rain", "trains", "bees", "maps", "clocks"]
-    prompts = [
-        ChatRequest(
-            messages=[ChatMessage(role="user", content=f"Write a short paragraph about {topics[i % 8]} ({i}).")],
-            sampling=Sampling(temperature=temperature, max_tokens=max_tokens, repetition_penalty=1.0),
-        )
-        for i in range(batch_size * batches)
-    ]
-
-    async def via_backend() -> int:
-        done = await asyncio.gather(*(backend.complete(r) for r in prompts))
-        return sum(c.completion_tokens for c in done)
-
-    # Warm-up, then the backend, then the plain loop on the same batches.
-    asyncio.run(backend.complete(prompts[0]))
-    start = time.perf_counter()
-    backend_tokens = asyncio.run(via_backend())
-    backend_wall = time.perf_counter() - start
-
     tokenizer, model = local.tokenizer, local.model
     eos = tokenizer.eos_token_id
-    plain_tokens, start = 0, time.perf_counter()
-    for b in range(batches):
-        chunk = prompts[b * batch_size : (b + 1) * batch_size]
-        texts = [
-            tokenizer.apply_chat_template(
-                [m.model_dump() for m in r.messages], tokenize=False, add_generation_prompt=True
-            )
-            for r in chunk
-        ]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-        with torch.inference_mode():
+    prompts = _prompts(batch_size * batches, temperature, max_tokens)
+
+    def via_backend() -> int:
+        async def run() -> int:
+            done = await asyncio.gather(*(backend.complete(r) for r in prompts))
+            return sum(c.completion_tokens for c in done)
+
+        return asyncio.run(run())
+
+    def plain() -> int:
+        torch.manual_seed(0)
+        tokens = 0
+        for b in range(batches):
+            chunk = prompts[b * batch_size : (b + 1) * batch_size]
+            texts = [
+                tokenizer.apply_chat_template(
+                    [m.model_dump() for m in r.messages], tokenize=False, add_generation_prompt=True
+                )
+                for r in chunk
+            ]
+            encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
             sampling = (
                 {"do_sample": True, "temperature": temperature, "top_p": 0.95} if temperature else {"do_sample": False}
             )
-            output = model.generate(**encoded, max_new_tokens=max_tokens, pad_token_id=eos, **sampling)
-        for row in output[:, encoded["input_ids"].shape[1] :].tolist():
-            plain_tokens += next((i + 1 for i, t in enumerate(row) if t == eos), len(row))
-    plain_wall = time.perf_counter() - start
-    mode = f"sampled at temperature {temperature}" if temperature else "greedy"
+            with torch.inference_mode():
+                output = model.generate(**encoded, max_new_tokens=max_tokens, pad_token_id=eos, **sampling)
+            for row in output[:, encoded["input_ids"].shape[1] :].tolist():
+                tokens += next((i + 1 for i, t in enumerate(row) if t == eos), len(row))
+        return tokens
+
+    asyncio.run(backend.complete(prompts[0].model_copy(update={"sampling": Sampling(max_tokens=2)})))  # warm-up
+    results: dict[str, list[tuple[int, float, float]]] = {"plain model.generate": [], "transformers backend": []}
+    loads = [os.getloadavg()[0]]
+    for repeat in range(repeats):
+        order = [("plain model.generate", plain), ("transformers backend", via_backend)]
+        for name, run in order if repeat % 2 == 0 else order[::-1]:
+            results[name].append(_timed(run))
+        loads.append(os.getloadavg()[0])
+    mode = f"sampled (temperature {temperature}, top-p 0.95)" if temperature else "greedy"
     print(
-        f"\n## Local generation: embedded model, batch {batch_size}, {batches} batches, {max_tokens} new tokens, {mode}"
+        f"\n## Local generation: embedded model, batch {batch_size} x {batches}, {max_tokens} new tokens, {mode}, "
+        f"{torch.get_num_threads()} torch thread(s), median of {repeats} interleaved runs"
     )
-    print(f"{'path':<22}{'tokens':>8}{'wall s':>9}{'tok/s':>9}")
-    print(f"{'plain model.generate':<22}{plain_tokens:>8}{plain_wall:>9.2f}{plain_tokens / plain_wall:>9.1f}")
-    print(f"{'transformers backend':<22}{backend_tokens:>8}{backend_wall:>9.2f}{backend_tokens / backend_wall:>9.1f}")
-    ratio = (backend_tokens / backend_wall) / (plain_tokens / plain_wall)
-    print(f"backend / plain throughput: {ratio:.2f}x (target >= 0.9)")
+    print(f"load average (1 min) during the runs: {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs")
+    print(f"{'path':<22}{'tokens':>8}{'wall s':>9}{'tok/s':>9}{'CPU s':>9}{'tok/CPU s':>11}")
+    rates = {}
+    for name, runs in results.items():
+        tokens = statistics.median(r[0] for r in runs)
+        wall, cpu = statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
+        rates[name] = (statistics.median(r[0] / r[1] for r in runs), statistics.median(r[0] / r[2] for r in runs))
+        print(f"{name:<22}{tokens:>8.0f}{wall:>9.2f}{rates[name][0]:>9.1f}{cpu:>9.2f}{rates[name][1]:>11.1f}")
+    by_wall = rates["transformers backend"][0] / rates["plain model.generate"][0]
+    by_cpu = rates["transformers backend"][1] / rates["plain model.generate"][1]
+    print(f"backend / plain throughput: {by_wall:.2f}x by wall time, {by_cpu:.2f}x by CPU time (target >= 0.9)")
 
 
 def main() -> None:
@@ -191,16 +226,25 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[64, 256])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-orchestration", action="store_true")
     parser.add_argument("--skip-local", action="store_true")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batches", type=int, default=2)
-    parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--temperature", type=float, nargs="+", default=[0.0, 0.7], help="0 = greedy")
+    parser.add_argument("--batch-size", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--batches", type=int, default=1)
+    parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--temperature", type=float, nargs="+", default=[0.7, 0.0], help="0 = greedy")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args()
-    orchestration(args.requests, args.latency, args.concurrency, args.repeats)
+    print(f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}")
+    if not args.skip_orchestration:
+        orchestration(args.requests, args.latency, args.concurrency, args.repeats)
     if not args.skip_local:
-        for temperature in args.temperature:
-            local_generation(args.batch_size, args.batches, args.max_tokens, temperature)
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        for batch_size in args.batch_size:
+            for temperature in args.temperature:
+                local_generation(batch_size, args.batches, args.max_tokens, temperature, args.repeats)
 
 
 if __name__ == "__main__":

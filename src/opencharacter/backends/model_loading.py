@@ -14,6 +14,7 @@ from typing import Any
 from opencharacter.backends.embedded import EMBEDDED_NAME, embedded_model_dir, quiet_transformers
 from opencharacter.errors import ConfigError, MissingDependencyError
 from opencharacter.hashing import content_hash
+from opencharacter.records import ChatRequest
 
 MODEL_META = "opencharacter.json"
 # What `opencharacter train` writes beside the weights as reports; they don't change what the model says.
@@ -66,6 +67,14 @@ def adapter_base(model: str) -> str | None:
     if not base:
         raise ConfigError(f"{directory}/adapter_config.json names no base model")
     return str(base)
+
+
+def chat_prompt_ids(tokenizer: Any, request: ChatRequest) -> list[int]:
+    """The prompt's token ids: the chat template as text, then tokenised without adding special tokens
+    (the template already has them; a second BOS changes what the model sees)."""
+    messages = [m.model_dump() for m in request.messages]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def load_model_and_tokenizer(model: str, device: str, dtype: Any = None) -> tuple[Any, Any]:

@@ -15,7 +15,7 @@ from typing import Any
 from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
 from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME
-from opencharacter.backends.model_loading import load_model_and_tokenizer
+from opencharacter.backends.model_loading import chat_prompt_ids, load_model_and_tokenizer
 from opencharacter.backends.row_sampling import RowSampler
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
@@ -54,9 +54,7 @@ class LocalModel:
         self._lock = threading.Lock()
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
-        messages = [m.model_dump() for m in request.messages]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return chat_prompt_ids(self.tokenizer, request)
 
     def _grammar(self, schema: dict[str, Any]) -> Any:
         try:

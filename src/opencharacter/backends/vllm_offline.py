@@ -1,19 +1,35 @@
 """vLLM offline inference (GPU), behind the `vllm` extra and imported only when this backend is chosen.
 
-Requests are micro-batched into one `LLM.chat` call; vLLM's own scheduler does the rest. JSON
-schemas go through vLLM's structured outputs (xgrammar inside vLLM).
+Every `complete()` call is submitted at once to one vLLM async engine (`AsyncLLMEngine`, which is
+`vllm.v1.engine.async_llm.AsyncLLM`), so vLLM's continuous batching sees every pending request:
+nothing waits for a micro-batch to finish. The engine lives on its own event loop in a thread,
+because callers may use several loops over a backend's life (`asyncio.run` per chat turn) and the
+engine's output handler is bound to the loop it started on.
+
+A model directory written by `opencharacter train --method lora` (adapter_config.json) is served
+as vLLM does it: the base model is loaded with LoRA enabled and every request names the adapter
+(a `LoRARequest`). JSON schemas go through vLLM's structured outputs (`StructuredOutputsParams`,
+xgrammar inside vLLM), compact as in the transformers backend.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
+import threading
+from concurrent.futures import Future
+from types import SimpleNamespace
 from typing import Any
 
 from opencharacter.backends.base import Backend, Capabilities
-from opencharacter.backends.batching import MicroBatcher
-from opencharacter.backends.model_loading import resolve_model_path
+from opencharacter.backends.model_loading import chat_prompt_ids
+from opencharacter.backends.vllm_models import VLLMModel, resolve_vllm_model
 from opencharacter.config import BackendConfig
-from opencharacter.errors import MissingDependencyError
+from opencharacter.errors import BackendError, FatalBackendError, MissingDependencyError
 from opencharacter.records import ChatRequest, Completion
+
+# The integer id vLLM keys a loaded adapter by; one backend serves one adapter.
+_LORA_ID = 1
 
 
 def sampling_kwargs(request: ChatRequest) -> dict[str, Any]:
@@ -28,13 +44,45 @@ def sampling_kwargs(request: ChatRequest) -> dict[str, Any]:
     if sampling.seed is not None:
         kwargs["seed"] = sampling.seed
     if request.response_schema is not None:
-        kwargs["structured_outputs"] = {"json": request.response_schema}
+        # Compact JSON, as the transformers backend: free whitespace lets a small model pad forever.
+        kwargs["structured_outputs"] = {"json": request.response_schema, "disable_any_whitespace": True}
     return kwargs
 
 
-def engine_kwargs(config: BackendConfig) -> dict[str, Any]:
-    """Keyword arguments for `vllm.LLM`; `options` passes any engine argument through."""
-    return {"model": resolve_model_path(config.model), "seed": config.seed, **config.options}
+def engine_kwargs(config: BackendConfig, model: VLLMModel | None = None) -> dict[str, Any]:
+    """Keyword arguments for `vllm.AsyncEngineArgs`; `options` passes any engine argument through."""
+    model = model or resolve_vllm_model(config.model)
+    kwargs: dict[str, Any] = {"model": model.base, "seed": config.seed}
+    if model.adapter is not None:
+        kwargs.update(enable_lora=True, max_lora_rank=model.max_lora_rank, max_loras=1)
+    return {**kwargs, **config.options}
+
+
+def lora_kwargs(model: VLLMModel) -> dict[str, Any] | None:
+    """Keyword arguments for `vllm.lora.request.LoRARequest`, or None for a plain model."""
+    if model.adapter is None:
+        return None
+    return {"lora_name": model.adapter_name, "lora_int_id": _LORA_ID, "lora_path": model.adapter}
+
+
+def _vllm_api() -> SimpleNamespace:
+    """The few vLLM names this backend uses: the one import seam (tests put a fake module here)."""
+    try:
+        import vllm
+        from vllm.lora.request import LoRARequest
+        from vllm.sampling_params import RequestOutputKind, StructuredOutputsParams
+        from vllm.v1.engine.exceptions import EngineDeadError
+    except ImportError:
+        raise MissingDependencyError("vllm", "vllm") from None
+    return SimpleNamespace(
+        AsyncEngineArgs=vllm.AsyncEngineArgs,
+        AsyncLLMEngine=vllm.AsyncLLMEngine,
+        SamplingParams=vllm.SamplingParams,
+        StructuredOutputsParams=StructuredOutputsParams,
+        RequestOutputKind=RequestOutputKind,
+        LoRARequest=LoRARequest,
+        EngineDeadError=EngineDeadError,
+    )
 
 
 class VLLMBackend(Backend):
@@ -42,47 +90,86 @@ class VLLMBackend(Backend):
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
-        try:
-            import vllm
-        except ImportError:
-            raise MissingDependencyError("vllm", "vllm") from None
-        self._vllm = vllm
-        self._llm: Any = None
-        self._batcher: MicroBatcher[ChatRequest, Completion] = MicroBatcher(
-            self._run_batch,
-            batch_size=max(config.batch_size, config.concurrency),
-            group_of=lambda _request: 0,  # vLLM mixes sampling params within one call
-            length_of=lambda _request: 0,
-        )
+        self._api = _vllm_api()
+        self._model = resolve_vllm_model(config.model)
+        lora = lora_kwargs(self._model)
+        self._lora = self._api.LoRARequest(**lora) if lora else None
+        self._request_ids = itertools.count()
+        self._start_lock = threading.Lock()
+        self._engine: tuple[asyncio.AbstractEventLoop, Future[Any]] | None = None
+        self._tokenizer: Any = None
 
-    def _params(self, request: ChatRequest) -> Any:
+    def params(self, request: ChatRequest) -> Any:
         kwargs = sampling_kwargs(request)
         if "structured_outputs" in kwargs:
-            from vllm.sampling_params import StructuredOutputsParams
+            kwargs["structured_outputs"] = self._api.StructuredOutputsParams(**kwargs["structured_outputs"])
+        # Only the finished output: no per-token RequestOutput objects to build and discard.
+        return self._api.SamplingParams(**kwargs, output_kind=self._api.RequestOutputKind.FINAL_ONLY)
 
-            kwargs["structured_outputs"] = StructuredOutputsParams(**kwargs["structured_outputs"])
-        return self._vllm.SamplingParams(**kwargs)
+    def prompt(self, request: ChatRequest) -> dict[str, list[int]]:
+        """A `TokensPrompt`: the chat template applied as the transformers backend applies it."""
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
 
-    def _run_batch(self, requests: list[ChatRequest]) -> list[Completion]:
-        if self._llm is None:
-            self._llm = self._vllm.LLM(**engine_kwargs(self.config))
-        conversations = [[m.model_dump() for m in r.messages] for r in requests]
-        outputs = self._llm.chat(conversations, [self._params(r) for r in requests], use_tqdm=False)
-        completions = []
-        for output in outputs:
-            best = output.outputs[0]
-            completions.append(
-                Completion(
-                    text=best.text,
-                    finish_reason=str(best.finish_reason or "stop"),
-                    prompt_tokens=len(output.prompt_token_ids or []),
-                    completion_tokens=len(best.token_ids),
-                )
-            )
-        return completions
+            self._tokenizer = AutoTokenizer.from_pretrained(self.config.options.get("tokenizer", self._model.base))
+        return {"prompt_token_ids": chat_prompt_ids(self._tokenizer, request)}
+
+    def _start(self) -> tuple[asyncio.AbstractEventLoop, Future[Any]]:
+        """The engine's loop and the engine, created once on that loop's thread (loading takes a while)."""
+        with self._start_lock:
+            if self._engine is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="vllm-engine", daemon=True).start()
+
+                async def create() -> Any:
+                    args = self._api.AsyncEngineArgs(**engine_kwargs(self.config, self._model))
+                    return self._api.AsyncLLMEngine.from_engine_args(args)
+
+                self._engine = loop, asyncio.run_coroutine_threadsafe(create(), loop)
+            return self._engine
+
+    async def _generate(self, engine: Any, request: ChatRequest) -> Completion:
+        final = None
+        request_id = f"opencharacter-{next(self._request_ids)}"
+        async for output in engine.generate(
+            self.prompt(request), self.params(request), request_id, lora_request=self._lora
+        ):
+            final = output
+        if final is None or not final.outputs:
+            raise BackendError(f"vLLM returned no output for request {request_id}", retryable=True)
+        best = final.outputs[0]
+        return Completion(
+            text=best.text,
+            finish_reason=str(best.finish_reason or "stop"),
+            prompt_tokens=len(final.prompt_token_ids or []),
+            completion_tokens=len(best.token_ids),
+        )
 
     async def complete(self, request: ChatRequest) -> Completion:
-        return await self._batcher.submit(request)
+        loop, starting = self._start()
+        try:
+            engine = await asyncio.shield(asyncio.wrap_future(starting))  # one caller cancelled: others wait on
+        except Exception as exc:  # the model did not load (unknown model, out of memory): no retry fixes it
+            raise FatalBackendError(f"vLLM could not start {self._model.base}: {exc}") from exc
+        # Runs on the engine's loop; cancelling this await cancels it there, and vLLM aborts the request.
+        work = asyncio.run_coroutine_threadsafe(self._generate(engine, request), loop)
+        try:
+            return await asyncio.wrap_future(work)
+        except (BackendError, asyncio.CancelledError):
+            raise
+        except self._api.EngineDeadError as exc:
+            raise FatalBackendError(f"the vLLM engine died: {exc}") from exc
+        except Exception as exc:  # vLLM rejected or failed this request (e.g. a prompt over max_model_len)
+            raise BackendError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Shut the engine down (frees GPU memory) and stop its loop."""
+        started, self._engine = self._engine, None
+        if started is not None:
+            loop, engine = started
+            if engine.done() and not engine.cancelled() and engine.exception() is None:
+                engine.result().shutdown()
+            loop.call_soon_threadsafe(loop.stop)
 
 
-__all__ = ["VLLMBackend", "engine_kwargs", "sampling_kwargs"]
+__all__ = ["VLLMBackend", "engine_kwargs", "lora_kwargs", "sampling_kwargs"]
