@@ -250,3 +250,5 @@ def print_filter_report(target: Path, report: FilterReport) -> None:
     )
     for reason, count in sorted(report.removed.items(), key=lambda item: -item[1]):
         console.print(f"  removed {count:>5}  {reason}")
+    for note in report.notes:
+        console.print(f"  note: {note}")
