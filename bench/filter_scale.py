@@ -33,57 +33,73 @@ from pathlib import Path
 from opencharacter.records import Character, ChatMessage, Dialogue, Profile
 from opencharacter.store import RunStore
 
+
+def phrases(text: str, separator: str) -> list[str]:
+    return text.split(separator)
+
+
 PERSONAS = Path(__file__).resolve().parents[1] / "../shared/data/personahub_sample.jsonl"
 
-FIRST = (
+FIRST = phrases(
     "Ines Amara Bruno Chen Dmitri Elena Farid Grace Hiroshi Isabel Jamal Katarzyna Liam Maya Nikolai Olga Pedro "
     "Quentin Rosa Samir Tomasz Ursula Viktor Wen Ximena Yusuf Zofia Aiko Bjorn Carmen Dara Emeka Fatima Gustavo "
-    "Hana Ivan Jonas Kemal Leila Mateo Nadia Oskar Priya Rafael Sofia Tariq Uma Valentina Walter Yara"
-).split()
-LAST = (
+    "Hana Ivan Jonas Kemal Leila Mateo Nadia Oskar Priya Rafael Sofia Tariq Uma Valentina Walter Yara",
+    " ",
+)
+LAST = phrases(
     "Moreau Okafor Rossi Nakamura Kowalski Haddad Fernandes Lindqvist Petrov Alvarez Mensah Schmidt O'Brien "
     "Kaur Tanaka Dubois Costa Novak Ibrahim Jensen Santos Yilmaz Ng Murphy Baptiste Horvath Ortiz Sato Weber "
-    "Rahman Gallagher Kim Duarte Popescu Nilsson Abara Castillo Park Ivanova Mbeki"
-).split()
-PLACES = (
+    "Rahman Gallagher Kim Duarte Popescu Nilsson Abara Castillo Park Ivanova Mbeki",
+    " ",
+)
+PLACES = phrases(
     "Brest|Lagos|Naples|Osaka|Krakow|Beirut|Porto|Uppsala|Kazan|Seville|Accra|Leipzig|Cork|Amritsar|Sapporo|"
     "Lyon|Recife|Brno|Alexandria|Aarhus|Manila|Izmir|Penang|Galway|Port-au-Prince|Debrecen|Oaxaca|Kyoto|Bremen|"
     "Dhaka|Limerick|Busan|Coimbra|Cluj-Napoca|Gothenburg|Nairobi|Valparaiso|Daegu|Tbilisi|Durban|Quebec City|"
-    "Tucson|Glasgow|Hanoi|Cusco|Tromso|Marrakesh|Adelaide|Winnipeg|Bergen"
-).split("|")
-RACES = "French|Nigerian|Italian|Japanese|Polish|Lebanese|Portuguese|Swedish|Russian|Spanish|Ghanaian|German|Irish|Indian|Korean|Brazilian|Czech|Egyptian|Danish|Filipino|Turkish|Malaysian|Haitian|Hungarian|Mexican".split(
-    "|"
+    "Tucson|Glasgow|Hanoi|Cusco|Tromso|Marrakesh|Adelaide|Winnipeg|Bergen",
+    "|",
 )
-HAIR = (
+RACES = phrases(
+    "French|Nigerian|Italian|Japanese|Polish|Lebanese|Portuguese|Swedish|Russian|Spanish|Ghanaian|German|Irish|"
+    "Indian|Korean|Brazilian|Czech|Egyptian|Danish|Filipino|Turkish|Malaysian|Haitian|Hungarian|Mexican",
+    "|",
+)
+HAIR = phrases(
     "silver hair tied back|a shaved head|curly red hair|short black hair streaked with grey|long braids|"
-    "a messy brown mop|a neat bun|close-cropped white hair|a dyed blue fringe|wavy auburn hair"
-).split("|")
-CLOTHES = (
+    "a messy brown mop|a neat bun|close-cropped white hair|a dyed blue fringe|wavy auburn hair",
+    "|",
+)
+CLOTHES = phrases(
     "a navy wool coat|paint-stained overalls|a pressed linen shirt|a faded band T-shirt|a tweed jacket with "
     "elbow patches|a bright yellow raincoat|a tailored charcoal suit|a hand-knitted cardigan|cargo shorts and "
-    "hiking boots|a hospital scrub top"
-).split("|")
-DETAILS = (
+    "hiking boots|a hospital scrub top",
+    "|",
+)
+DETAILS = phrases(
     "a brass pocket watch on a chain|reading glasses pushed up on the forehead|a scar across the left eyebrow|"
     "ink-stained fingers|a silver ring on every finger|a camera slung over one shoulder|a pencil behind one ear|"
-    "a faded tattoo of an anchor|a limp from an old knee injury|a laugh you can hear across the room"
-).split("|")
-TRAITS = (
+    "a faded tattoo of an anchor|a limp from an old knee injury|a laugh you can hear across the room",
+    "|",
+)
+TRAITS = phrases(
     "patient precise wry curious stubborn warm blunt meticulous restless generous anxious playful skeptical "
     "loyal impatient gentle sarcastic idealistic pragmatic shy talkative methodical daring nostalgic cheerful "
-    "brooding witty earnest competitive thoughtful"
-).split()
-HABITS = (
+    "brooding witty earnest competitive thoughtful",
+    " ",
+)
+HABITS = phrases(
     "quotes old proverbs|answers questions with questions|keeps a notebook of overheard phrases|hums while "
     "thinking|never finishes a cup of coffee|argues both sides of every debate|collects odd facts about "
     "birds|apologises too often|speaks slowly and chooses each word|laughs at their own jokes first|"
-    "corrects everyone's grammar|tells long stories with no ending"
-).split("|")
-CAREERS = (
+    "corrects everyone's grammar|tells long stories with no ending",
+    "|",
+)
+CAREERS = phrases(
     "spent {n} years in {place} before settling down|worked for {n} years at a small firm in {place}|"
     "trained in {place} and taught there for {n} years|moved to {place} {n} years ago for work|"
-    "has volunteered in {place} every summer for {n} years|ran a modest shop in {place} for {n} years"
-).split("|")
+    "has volunteered in {place} every summer for {n} years|ran a modest shop in {place} for {n} years",
+    "|",
+)
 
 
 def load_personas(path: Path = PERSONAS) -> list[str]:
@@ -96,6 +112,8 @@ def make_profile(rng: random.Random, persona: str) -> Profile:
     place, home = rng.sample(PLACES, 2)
     core = persona.rstrip(".").replace("A ", "", 1).replace("An ", "", 1)
     career = rng.choice(CAREERS).format(n=rng.randint(2, 40), place=place)
+    later = rng.choice(CAREERS).format(n=rng.randint(2, 30), place=rng.choice(PLACES))
+    habits = " and ".join(rng.sample(HABITS, 2))
     traits = rng.sample(TRAITS, 3)
     return Profile(
         name=name,
@@ -104,8 +122,8 @@ def make_profile(rng: random.Random, persona: str) -> Profile:
         race=rng.choice(RACES),
         birth_place=home,
         appearance=f"{rng.choice(HAIR).capitalize()}, {rng.choice(CLOTHES)} and {rng.choice(DETAILS)}.",
-        general_experience=f"{name.split()[0]} is {core[0].lower() + core[1:]}; {career}, and {rng.choice(CAREERS).format(n=rng.randint(2, 30), place=rng.choice(PLACES))}.",
-        personality=f"{traits[0].capitalize()}, {traits[1]} and {traits[2]}; {rng.choice(HABITS)} and {rng.choice(HABITS)}.",
+        general_experience=f"{name.split()[0]} is {core[0].lower() + core[1:]}; {career}, and {later}.",
+        personality=f"{traits[0].capitalize()}, {traits[1]} and {traits[2]}; {habits}.",
     )
 
 
@@ -165,9 +183,7 @@ def build_run(run: Path, size: int, planted_fraction: float, seed: int = 0) -> s
     rng = random.Random(seed)
     personas = load_personas()
     planted = int(size * planted_fraction)
-    originals = [
-        (p, make_profile(rng, p)) for p in (rng.choice(personas) for _ in range(size - planted))
-    ]
+    originals = [(p, make_profile(rng, p)) for p in (rng.choice(personas) for _ in range(size - planted))]
     rows: list[tuple[str, Profile, bool]] = [(p, prof, False) for p, prof in originals]
     for source in rng.sample(range(len(originals)), planted):
         persona, profile = originals[source]

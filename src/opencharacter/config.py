@@ -146,7 +146,7 @@ class FiltersConfig(Config):
         0.7, gt=0, le=1, description="lsh: word-set Jaccard a pair needs before its cosine is computed."
     )
     template_leftovers: bool = Field(True, description="Drop answers with placeholders: {RESPONSE_2}, {{ x }}, {…}.")
-    non_language: bool = Field(True, description="Drop answers of letter soup: long unbroken runs, few word-like words.")
+    non_language: bool = Field(True, description="Drop letter soup: long unbroken runs, few word-like words.")
     copy_original: float | None = Field(
         0.9,
         gt=0,

@@ -56,7 +56,11 @@ def categories(config: FiltersConfig) -> tuple[list[str], list[str]]:
     off: list[str] = []
     switches = [
         ("near_duplicate_profiles", config.near_duplicate_profiles is not None, [NEAR_DUPLICATE, OF_NEAR_DUPLICATE]),
-        ("drop_truncated", config.drop_truncated, ["empty answer", "answer cut at max_tokens (finish_reason = length)"]),
+        (
+            "drop_truncated",
+            config.drop_truncated,
+            ["empty answer", "answer cut at max_tokens (finish_reason = length)"],
+        ),
         ("template_leftovers", config.template_leftovers, [TEMPLATE]),
         ("non_language", config.non_language, [NON_LANGUAGE]),
         ("copy_original", config.copy_original is not None, [COPY_ORIGINAL]),

@@ -8,8 +8,9 @@ are the bill. Measured on 1,020 generated profiles with planted copies, every pa
 shared ≥ 0.91 of its distinct words (word-set Jaccard), while random pairs share ≤ 0.28 (99th
 percentile). So `lsh` (the default) first finds the pairs that share at least `candidates` (0.7) of
 their words with datasketch's MinHash LSH, confirms that Jaccard exactly, and embeds only the
-profiles in those pairs: the cost grows with the number of near-copies, not with n². `exact` embeds every profile and compares all pairs, block by block (no
-n × n matrix), for small runs or to check the approximation.
+profiles in those pairs: the cost grows with the number of near-copies, not with n². `exact` embeds
+every profile and compares all pairs, block by block (no n × n matrix), for small runs or to check
+the approximation.
 
 Both keep the same deterministic survivor: profiles are visited in run order, and one goes when
 an earlier *kept* profile is at cosine ≥ threshold; a copy of a dropped profile is compared with
