@@ -184,15 +184,16 @@ def build_run(run: Path, size: int, planted_fraction: float, seed: int = 0) -> s
     personas = load_personas()
     planted = int(size * planted_fraction)
     originals = [(p, make_profile(rng, p)) for p in (rng.choice(personas) for _ in range(size - planted))]
-    rows: list[tuple[str, Profile, bool]] = [(p, prof, False) for p, prof in originals]
+    # Each copy lands at a random place after its original: positions are floats, sorted once at the end.
+    rows: list[tuple[float, str, Profile, bool]] = [(n, p, prof, False) for n, (p, prof) in enumerate(originals)]
     for source in rng.sample(range(len(originals)), planted):
         persona, profile = originals[source]
-        position = rng.randint(source + 1, len(rows))
-        rows.insert(position, (persona, near_copy(rng, profile), True))
+        rows.append((rng.uniform(source + 0.5, len(originals)), persona, near_copy(rng, profile), True))
+    rows.sort(key=lambda row: row[0])
     store = RunStore(run)
     copies = set()
     try:
-        for index, (persona, profile, is_copy) in enumerate(rows):
+        for index, (_, persona, profile, is_copy) in enumerate(rows):
             record = character(index, persona, profile)
             store.put_record("profiles", record.character_id, f"{index:09d}", record)
             store.put_record("dialogues", f"d{index:06d}", f"{index:09d}", dialogue(index, record.character_id))

@@ -46,7 +46,8 @@ def non_language(text: str) -> str | None:
     cutting out code (identifiers are not prose):
     - an unbroken run of 60+ ASCII letters (the longest words people quote, the 58-letter Welsh
       village and the 45-letter "pneumono…coniosis", stay below it);
-    - 30% or more of the letters in runs of 25+ (German compounds carry umlauts that break runs);
+    - half or more of the letters in lower-case runs of 25+ (soup is lower-case; a sentence with two
+      long German compounds has a third, and names such as Llanfairpwll… are capitalised);
     - among 8+ words of 3+ letters, fewer than half that look like words (a vowel, no run of 6
       consonants, at most 25 letters).
     """
@@ -56,8 +57,8 @@ def non_language(text: str) -> str | None:
     if len(longest) >= 60:
         return f"a {len(longest)}-letter run {longest[:24]!r}…"
     letters = sum(len(w) for w in _LATIN_WORD.findall(prose))
-    glued = sum(len(r) for r in runs if len(r) >= 25)
-    if letters and glued / letters >= 0.3:
+    glued = sum(len(r) for r in runs if len(r) >= 25 and r.islower())
+    if letters and glued / letters >= 0.5:
         return f"{glued / letters:.0%} of its letters in unbroken runs of 25+"
     words = [w for w in _LATIN_WORD.findall(prose) if len(w) >= 3]
     if len(words) >= 8:
