@@ -20,6 +20,7 @@ the kept ones only.
 from __future__ import annotations
 
 import re
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,17 +64,32 @@ def candidate_pairs(texts: Sequence[str], min_jaccard: float) -> list[tuple[int,
         from datasketch import MinHash, MinHashLSH
     except ImportError:
         raise DatasketchMissing("datasketch", "filters") from None
-    words = [profile_words(text) for text in texts]
-    # Weighted towards recall: a missed pair is a kept duplicate, a spurious one costs one set intersection.
+    # Each profile's words as a sorted array of CRC32s: ~0.5 kB a profile instead of ~5 kB for a set
+    # of strings (114 MB at 20k), and deterministic, unlike Python's salted `hash`.
+    words = [_word_hashes(text) for text in texts]
+    # Weighted towards recall: a missed pair is a kept duplicate, a spurious one costs one intersection.
     lsh = MinHashLSH(threshold=min_jaccard, num_perm=_NUM_PERM, weights=(0.1, 0.9))
-    hashes = MinHash.bulk([[w.encode() for w in sorted(ws)] for ws in words], num_perm=_NUM_PERM)
     pairs = []
-    for i, minhash in enumerate(hashes):
+    for i, minhash in enumerate(MinHash.generator(words, num_perm=_NUM_PERM, hashfunc=int)):
         for j in lsh.query(minhash):
-            if jaccard(words[i], words[j]) >= min_jaccard:
+            if _array_jaccard(words[i], words[j]) >= min_jaccard:
                 pairs.append((j, i))
         lsh.insert(i, minhash)
     return sorted(pairs)
+
+
+def _word_hashes(text: str) -> Any:
+    import numpy as np
+
+    return np.array(sorted({zlib.crc32(w.encode()) for w in profile_words(text)}), dtype=np.uint64)
+
+
+def _array_jaccard(a: Any, b: Any) -> float:
+    import numpy as np
+
+    common = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - common
+    return common / union if union else 1.0
 
 
 def _similar_pairs_exact(vectors: Any, threshold: float) -> list[tuple[int, int]]:
