@@ -180,6 +180,7 @@ REAL_ANSWERS = {
     "unfenced code": 'Use printf("%d\\n", strlen(s)); then call xmlHttpRequest.open() and check res.status.',
     "latex": "The area is $\\frac{1}{2}ab$ and $x^{2}$ grows; in LaTeX write \\text{area} and \\begin{align}.",
     "shell": "Set it with export PATH=${HOME}/bin:$PATH and echo ${PATH} to check, then a set {1, 2, 3}.",
+    "rest": "Call GET /users/{user_id}/orders with your token, and the server answers with JSON.",
     "german": "Die Donaudampfschifffahrtsgesellschaft und das Bundesverfassungsgericht sind lange Wörter, "
     "aber ganz normale Sätze im Deutschen.",
     "french": "Je garde le phare depuis trente ans ; chaque soir je monte les marches et j'allume la lanterne.",

@@ -14,10 +14,10 @@ import re
 _CODE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`", re.DOTALL)
 
 # Placeholders a template or a prompt left behind: {RESPONSE_2}, {{ answer }}, {% if %}, {…}, {answer_text}.
-# `${HOME}`, `\frac{a}{b}`, `x^{2}`, `\text{name}`, `f(x)={y}` are not: the brace follows `$ \ ^ _` or a word.
+# `${HOME}`, `/users/{user_id}`, `\frac{a}{b}`, `x^{2}`, `\text{name}` are not: the brace follows `$ / \ ^ _` or a word.
 _PLACEHOLDER = re.compile(
     r"\{\{.*?\}\}|\{%.*?%\}|\{\s*(?:…|\.\.\.)\s*\}"
-    r"|(?<![\w$\\^_}])\{(?:[A-Z][A-Z0-9_]+|[a-z]+_[a-z0-9_]+)\}"
+    r"|(?<![\w$\\^_}/])\{(?:[A-Z][A-Z0-9_]+|[a-z]+_[a-z0-9_]+)\}"
 )
 
 _LATIN_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ſ]+")
