@@ -148,7 +148,7 @@ class FiltersConfig(Config):
     template_leftovers: bool = Field(True, description="Drop answers with placeholders: {RESPONSE_2}, {{ x }}, {…}.")
     non_language: bool = Field(True, description="Drop letter soup: long unbroken runs, few word-like words.")
     copy_original: float | None = Field(
-        0.9,
+        0.8,
         gt=0,
         le=1,
         description="Drop rewrites with at least this share of word 3-grams copied from the original answer "
