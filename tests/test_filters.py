@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 import json
+import random
+
+import pytest
 
 from opencharacter.config import FiltersConfig
-from opencharacter.filters import apply_filters, rules
-from opencharacter.records import Character, ChatMessage, Dialogue, Profile
+from opencharacter.filters import apply_filters, junk, rules
+from opencharacter.filters.near_duplicates import candidate_pairs, jaccard, near_duplicate_profiles, profile_words
+from opencharacter.records import Character, ChatMessage, Dialogue, Instruction, Profile
 from opencharacter.store import RunStore
 
 PROFILE = Profile(
@@ -74,3 +78,176 @@ def test_filtering_a_run_reports_what_went_and_why(tmp_path):
     assert report.removed["answer shorter than 20 characters"] == 1
     saved = json.loads((target / "filter_report.json").read_text())
     assert saved["dialogues_out"] == 2 and saved["config"]["near_duplicate_profiles"] == 0.95
+
+
+# -- near-duplicate profiles at scale ----------------------------------------------------------------------
+
+FIRST = ["Ada", "Bruno", "Chidi", "Dana", "Emil", "Farah", "Goran", "Hina", "Ivo", "Jun", "Kofi", "Lena"]
+JOBS = [
+    "repairs fishing boats in a small harbour and races dinghies on weekends",
+    "teaches chemistry at a night school and brews cider in the garage",
+    "drives a night bus across the city and writes crime novels on breaks",
+    "runs a bakery famous for rye bread and sings in a church choir",
+    "restores stained-glass windows for old chapels across the region",
+    "codes trading software by day and coaches a youth football team",
+    "works as a midwife in a rural clinic and keeps bees on the roof",
+    "guides mountain tours in summer and carves wooden toys in winter",
+]
+MOODS = ["gruff but kind", "cheerful and chatty", "quiet and precise", "dramatic and funny", "anxious yet brave"]
+
+
+def varied_profiles(count: int, seed: int = 3) -> list[Profile]:
+    rng = random.Random(seed)
+    profiles = []
+    for _ in range(count):
+        name = f"{rng.choice(FIRST)} {rng.choice(['Moreau', 'Okafor', 'Sato', 'Novak', 'Reyes'])}"
+        work = f"{rng.choice(JOBS).capitalize()}; before that {rng.choice(JOBS)}."
+        look = f"{rng.choice(['Tall', 'Short', 'Wiry'])}, with {rng.choice(['a red scarf', 'round glasses', 'a cap'])}."
+        profiles.append(
+            Profile(name=name, age=rng.randint(18, 80), gender=rng.choice(["female", "male"]),
+                    race=rng.choice(["Irish", "Thai", "Ghanaian"]), birth_place=rng.choice(["Cork", "Kumasi", "Porto"]),
+                    appearance=look, general_experience=work,
+                    personality=f"{rng.choice(MOODS).capitalize()}, and {rng.choice(MOODS)} with strangers.")
+        )  # fmt: skip
+    return profiles
+
+
+def planted_set() -> tuple[list[Character], set[str]]:
+    """24 distinct profiles, 6 near-copies placed after their originals, one copy of a copy."""
+    profiles = varied_profiles(24)
+    rows: list[tuple[Profile, bool]] = [(p, False) for p in profiles]
+    edits = [
+        lambda p: p.model_copy(update={"name": p.name.replace("a", "á", 1)}),
+        lambda p: p.model_copy(update={"age": p.age + 1, "appearance": p.appearance.rstrip(".") + ", always."}),
+        lambda p: p.model_copy(update={"personality": p.personality.replace(", and", " and")}),
+    ]
+    for n, source in enumerate([2, 5, 9, 13, 17, 20]):
+        rows.insert(len(rows) if n % 2 else source + 3, (edits[n % 3](profiles[source]), True))
+    copy_of_copy = edits[1](edits[0](profiles[2]))
+    rows.append((copy_of_copy, True))
+    characters = [character(f"c{index:03d}", profile) for index, (profile, _) in enumerate(rows)]
+    return characters, {c.character_id for c, (_, planted) in zip(characters, rows, strict=True) if planted}
+
+
+@pytest.fixture(scope="module")
+def embed():
+    from opencharacter.eval.fidelity import Embedder
+
+    return Embedder()
+
+
+def test_lsh_finds_what_the_exact_method_finds_and_keeps_the_first(embed):
+    characters, planted = planted_set()
+    exact = near_duplicate_profiles(characters, 0.95, method="exact", embed=embed)
+    embedded: list[int] = []
+    approximate = near_duplicate_profiles(
+        characters, 0.95, method="lsh", embed=lambda texts: embedded.append(len(texts)) or embed(texts)
+    )
+    assert embedded and embedded[0] < len(characters) / 2  # only the profiles in candidate pairs
+    assert set(exact) == planted  # the exact method's verdict on this set is the planted copies
+    assert approximate == exact  # same drops, same kept partner for each
+    order = {c.character_id: n for n, c in enumerate(characters)}
+    assert all(order[kept] < order[gone] for gone, kept in approximate.items())
+    assert all(kept not in approximate for kept in approximate.values())  # partners are survivors
+    # Reversed input: in each group the last copy now comes first and survives; order decides, not text.
+    groups: dict[str, set[str]] = {}
+    for gone, kept in approximate.items():
+        groups.setdefault(kept, {kept}).add(gone)
+    latest = {max(group, key=order.__getitem__) for group in groups.values()}
+    reverse = near_duplicate_profiles(characters[::-1], 0.95, method="lsh", embed=embed)
+    assert set(reverse) == set().union(*groups.values()) - latest
+    distinct = [c for c in characters if c.character_id not in planted]
+    assert near_duplicate_profiles(distinct, 0.95, method="lsh", embed=embed) == {}
+
+
+def test_lsh_candidates_have_the_promised_jaccard():
+    texts = [character(f"c{n}", p).character for n, p in enumerate(varied_profiles(60, seed=9))]
+    words = [profile_words(t) for t in texts]
+    expected = {(j, i) for i in range(len(texts)) for j in range(i) if jaccard(words[i], words[j]) >= 0.7}
+    assert expected, "the set should hold some pairs above 0.7 for the test to mean anything"
+    found = set(candidate_pairs(texts, 0.7))
+    assert found <= expected  # LSH proposals below the bar are confirmed away
+    assert {(j, i) for j, i in expected if jaccard(words[i], words[j]) >= 0.8} <= found  # P(miss at 0.8) ≈ 0.002
+    assert "name" not in profile_words(texts[0]) and "personality" not in profile_words(texts[0])
+
+
+# -- junk that used to pass ----------------------------------------------------------------------------------
+
+REAL_ANSWERS = {
+    "english": "Ah, vinaigrette! Three parts oil to one part vinegar, a spoon of mustard, salt, and whisk hard.",
+    "python": "Here you go:\n```python\ndef f(items):\n    return {k: v for k, v in items if k}\n"
+    "print(f'{SIZE_LIMIT}')\n```",
+    "unfenced code": 'Use printf("%d\\n", strlen(s)); then call xmlHttpRequest.open() and check res.status.',
+    "latex": "The area is $\\frac{1}{2}ab$ and $x^{2}$ grows; in LaTeX write \\text{area} and \\begin{align}.",
+    "shell": "Set it with export PATH=${HOME}/bin:$PATH and echo ${PATH} to check, then a set {1, 2, 3}.",
+    "rest": "Call GET /users/{user_id}/orders with your token, and the server answers with JSON.",
+    "german": "Die Donaudampfschifffahrtsgesellschaft und das Bundesverfassungsgericht sind lange Wörter, "
+    "aber ganz normale Sätze im Deutschen.",
+    "french": "Je garde le phare depuis trente ans ; chaque soir je monte les marches et j'allume la lanterne.",
+    "chinese": "我在灯塔工作了三十年，每天晚上爬上台阶点亮灯。海风很冷，但我喜欢这里的安静。",
+    "russian": "Я тридцать лет работала смотрителем маяка и каждый вечер зажигала фонарь.",
+    "vietnamese": "Tôi đã làm người gác hải đăng ba mươi năm, mỗi tối tôi leo lên và thắp đèn.",
+    "long words": "The longest word I know is pneumonoultramicroscopicsilicovolcanoconiosis, and I once "
+    "took the train to Llanfairpwllgwyngyllgogerychwyrndrobwllllantysiliogogogoch in Wales.",
+    "czech": "Strč prst skrz krk, říkáme v Čechách, a pak se smějeme, protože je to jazykolam bez samohlásek.",
+}
+
+
+def test_junk_filters_catch_letter_soup_and_leftovers_and_spare_real_answers():
+    soup = "howtomakevinaigrettesociadeferraredenyndberhtalvegagrinafreei3 and so on"
+    assert "61-letter run" in junk.non_language(soup)
+    assert "look like words" in junk.non_language("xkcdv qwrtzp bnmvcx zzkrt plmnbv sdfghj wrtypl qqzxv")
+    glued = "thisisnotrealtextatallreally and morewordsgluedtogetherwithoutspaces ok"
+    assert "unbroken runs" in junk.non_language(glued)
+    assert junk.template_leftover("{RESPONSE_2} {RESPONSE_3}") == "{RESPONSE_2}"
+    assert junk.template_leftover("Sure! {{ answer }}") == "{{ answer }}"
+    assert junk.template_leftover("Here is what I think: {…}") == "{…}"
+    assert junk.template_leftover("Well, {character_name} never says that.") == "{character_name}"
+    for label, text in REAL_ANSWERS.items():
+        assert junk.non_language(text) is None, label
+        assert junk.template_leftover(text) is None, label
+
+
+def test_copied_share_catches_verbatim_and_near_verbatim_rewrites_only():
+    original = "To make a vinaigrette, whisk three parts olive oil with one part vinegar, add mustard and salt."
+    assert junk.copied_share(original, original) == 1.0
+    assert junk.copied_share("Ah, dear. " + original, original) >= 0.8  # the default threshold
+    rewritten = "Ah, the tide waits for no one! I whisk my oil and vinegar like my mother did, three to one, child."
+    assert junk.copied_share(rewritten, original) < 0.3
+    code = "```python\nprint(sum(range(10)))\n```"
+    assert junk.copied_share("Ahoy! Here is the spell, sailor:\n" + code, "Use this:\n" + code) is None
+    assert junk.copied_share("Sure.", "Yes.") is None  # too short to judge
+
+
+def test_every_filter_is_reported_with_zero_counts_and_new_ones_count(tmp_path):
+    instructions = tmp_path / "alpaca.jsonl"
+    original = "To make a vinaigrette, whisk three parts olive oil with one part vinegar, add mustard and salt."
+    instructions.write_text(json.dumps({"instruction": "How do I make vinaigrette?", "output": original}) + "\n")
+    question = "How do I make vinaigrette?"
+    turns = [ChatMessage(role="user", content=question), ChatMessage(role="assistant", content=original)]
+    question_id = Instruction.make_id(turns)
+    store = RunStore(tmp_path / "run")
+    store.put_record("profiles", "c1", "0", character("c1"))
+    rows = [
+        dialogue("d1", GOOD),
+        dialogue("d2", "howtomakevinaigrettesociadeferraredenyndberhtalvegagrinafreei3"),
+        dialogue("d3", "{RESPONSE_2} {RESPONSE_3} and then some more words"),
+        dialogue("d4", "Ah, dear. " + original).model_copy(update={"strategy": "rewrite", "question_id": question_id}),
+        dialogue("d5", GOOD).model_copy(update={"strategy": "rewrite", "question_id": question_id}),
+    ]
+    for index, d in enumerate(rows):
+        store.put_record("dialogues", d.dialogue_id, f"{index}", d)
+    store.set_meta("commands", [{"command": "synthesize", "synthesis": {"instructions": [str(instructions)]}}])
+    store.close()
+    _, report = apply_filters(tmp_path / "run", FiltersConfig(near_duplicate_profiles=None, break_character=False))
+    assert report.dialogues_out == 2
+    assert report.removed["non-language text"] == 1 and report.removed["template leftover"] == 1
+    assert report.removed["rewrite copies the original answer"] == 1
+    for zero in ["empty answer", "copies 10+ consecutive words of the profile", "answer longer than 6000 characters"]:
+        assert report.removed[zero] == 0 and zero in report.removed
+    assert "off: near_duplicate_profiles" in report.notes and "off: break_character" in report.notes
+    # The instruction file moved: the rewrites are kept, and the report says they were not checked.
+    instructions.unlink()
+    _, report = apply_filters(tmp_path / "run", FiltersConfig(near_duplicate_profiles=None))
+    assert report.removed["rewrite copies the original answer"] == 0 and report.dialogues_out == 3
+    assert any("2 rewrite dialogues not checked" in note and "alpaca.jsonl" in note for note in report.notes)

@@ -73,6 +73,8 @@ def print_filter_report(target: Path, report: FilterReport) -> None:
     )
     for reason, count in sorted(report.removed.items(), key=lambda item: -item[1]):
         console.print(f"  removed {count:>5}  {escape(reason)}")
+    for note in report.notes:
+        console.print(f"  note: {escape(note)}")
 
 
 def print_plan(plans: list[StagePlan]) -> None:

@@ -57,20 +57,3 @@ def truncated_or_empty(dialogue: Dialogue) -> str | None:
     if "length" in dialogue.finish_reasons:
         return "answer cut at max_tokens (finish_reason = length)"
     return None
-
-
-def near_duplicate_profiles(characters: list[Character], threshold: float) -> dict[str, str]:
-    """character_id → the earlier character it nearly duplicates (cosine of MiniLM embeddings ≥ threshold)."""
-    if len(characters) < 2:
-        return {}
-    from opencharacter.eval.fidelity import Embedder
-
-    vectors = Embedder()([c.character for c in characters])
-    similarity = vectors @ vectors.T
-    duplicates: dict[str, str] = {}
-    for i, character in enumerate(characters):
-        for j in range(i):
-            if characters[j].character_id not in duplicates and float(similarity[i, j]) >= threshold:
-                duplicates[character.character_id] = characters[j].character_id
-                break
-    return duplicates
