@@ -194,6 +194,8 @@ def read_card(path: str | Path) -> CardV2:
         data = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise InputError(str(path), exc.lineno, f"card is not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise InputError(str(path), None, "card JSON is nested too deeply to read") from None
     if isinstance(data, dict) and data.get("spec") != "chara_card_v2" and "name" in data:
         data = {"data": data}  # a V1 card: the fields sit at the top level
     try:
