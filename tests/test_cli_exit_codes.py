@@ -59,7 +59,15 @@ def test_a_real_sigint_while_reading_input_exits_130(tmp_path):
     os.mkfifo(fifo)
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = [sys.executable, "-m", "opencharacter", "profiles", "--personas", str(fifo), "--out", str(tmp_path / "r")]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    # A shell running us in the background may have set SIGINT to "ignore", which children inherit
+    # and Python then keeps: give the child the default disposition, as an interactive shell would.
+    process = subprocess.Popen(
+        command,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         with fifo.open("w") as writer:  # returns once the CLI has opened the FIFO for reading
             writer.write('{"persona": "A beekeeper"}')
