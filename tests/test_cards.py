@@ -128,3 +128,40 @@ def test_cards_seed_the_pipeline_as_personas(tmp_path):
     assert [p.persona for p in personas] == [CHARACTER.persona, "Captain Vex: A sky pirate."]
     single, _ = load_personas(folder / "ines.png")
     assert single[0].character_id == personas[0].character_id
+
+
+def test_foreign_v2_card_brings_everything_sillytavern_would_send(tmp_path):
+    card = {
+        "spec": "chara_card_v2",
+        "spec_version": "2.0",
+        "data": {
+            "name": "Captain Vex",
+            "description": "{{char}} is a sky pirate who owes {{user}} money.",
+            "personality": "Bold, loud.",
+            "scenario": "{{user}} boards {{char}}'s airship.",
+            "first_mes": "*grins* Well, if it isn't {{user}}!",
+            "mes_example": "<START>\n{{user}}: Where's my money?\n{{char}}: Spent on <BOT>'s engines, <USER>.",
+            "system_prompt": "{{original}}\nWrite {{char}}'s next reply in a fictional chat.",
+            "post_history_instructions": "Stay in character as {{char}}; never speak for {{User}}.",
+            "character_book": {
+                "entries": [
+                    {"keys": ["ship"], "content": "The airship is named Gale.", "insertion_order": 2},
+                    {"keys": [], "content": "Sky pirates fear the Navy.", "constant": True, "insertion_order": 5},
+                    {"keys": ["x"], "content": "A disabled entry.", "enabled": False},
+                ]
+            },
+        },
+    }
+    path = tmp_path / "vex.json"
+    path.write_text(json.dumps(card), encoding="utf-8")
+    persona, character = character_from_card(read_card(path), user="Mara")
+    assert persona == "Captain Vex: Captain Vex is a sky pirate who owes Mara money."
+    assert character.splitlines()[0] == "Write Captain Vex's next reply in a fictional chat."
+    assert "Description: Captain Vex is a sky pirate who owes Mara money." in character
+    assert "Scenario: Mara boards Captain Vex's airship." in character
+    assert "World info:\n- Sky pirates fear the Navy.\n- The airship is named Gale." in character
+    assert "disabled" not in character
+    assert "Example dialogue:\nMara: Where's my money?\nCaptain Vex: Spent on Captain Vex's engines, Mara." in character
+    assert "Greeting (your first message): *grins* Well, if it isn't Mara!" in character
+    assert character.endswith("Stay in character as Captain Vex; never speak for Mara.")
+    assert "{{" not in character and "<START>" not in character and "{{original}}" not in character

@@ -280,6 +280,10 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         raise InputError(str(path), None, "config file not found") from None
     except UnicodeDecodeError:
         raise InputError(str(path), None, "config file is not valid UTF-8") from None
+    except IsADirectoryError:
+        raise InputError(str(path), None, "is a directory, expected a YAML file") from None
+    except PermissionError:
+        raise InputError(str(path), None, "permission denied: cannot read the config file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -290,6 +294,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise InputError(str(path), 1, "config must be a YAML mapping")
+    return data
+
+
+def check_top_level(data: dict[str, Any], source: str, model: type[Config] | None = None) -> dict[str, Any]:
+    """Reject unknown top-level keys (and non-mapping sections) of a `--config` YAML.
+
+    Commands read only their own section of the pipeline YAML, so a typo'd key (`profile:` for
+    `profiles:`) used to be ignored silently there while `run` rejected it; now every command says
+    so, with `run`'s words. Sections are fully validated by the command that uses them.
+    """
+    model = model or PipelineConfig
+    unknown = [key for key in data if key not in model.model_fields]
+    problems = [f"{source}: {key}: Extra inputs are not permitted" for key in unknown]
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None or value is None or isinstance(value, dict):
+            continue
+        annotation = field.annotation
+        sections = [a for a in getattr(annotation, "__args__", (annotation,)) if isinstance(a, type)]
+        if any(issubclass(a, BaseModel) for a in sections):
+            problems.append(f"{source}: {key}: must be a mapping of settings, got {type(value).__name__}")
+    if problems:
+        known = f" (top-level keys: {', '.join(model.model_fields)})" if unknown else ""
+        raise ConfigError("; ".join(problems) + known)
     return data
 
 

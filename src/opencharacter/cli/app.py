@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import sys
+from typing import Any
 
-import click
 import typer
 
 from opencharacter import __version__
 from opencharacter.cli import chat, demo, evaluate, merge, recipe, serve, synth, train
-from opencharacter.errors import OpenCharacterError
+from opencharacter.errors import Interrupted, OpenCharacterError
+
+INTERRUPTED = "interrupted: rerun the same command to resume"
 
 app = typer.Typer(
     name="opencharacter",
@@ -49,23 +53,97 @@ app.command("demo")(demo.demo)
 app.command("merge")(merge.merge_command)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _usage_error_types() -> tuple[type[BaseException], ...]:
+    """Click's exception base, wherever this typer keeps it.
+
+    typer up to 0.2x raises `click.ClickException`; typer 0.29 vendors click as `typer._click` and
+    raises its own copy, which `except click.ClickException` does not catch. `typer.BadParameter`
+    is public in both and derives from the right base, so its MRO names the class to catch.
+    """
+    found = [cls for cls in typer.BadParameter.__mro__ if cls.__name__ == "ClickException"]
     try:
-        app(args=argv, standalone_mode=False)
+        import click
+
+        found.append(click.ClickException)
+    except ImportError:  # a typer that vendors click may not install it
+        pass
+    return tuple(dict.fromkeys(found))
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = [typer.Abort]
+    try:
+        import click
+
+        found.append(click.exceptions.Abort)
+    except ImportError:
+        pass
+    return tuple(dict.fromkeys(found))
+
+
+def _show_usage_error(exc: Any) -> None:
+    """One line (`error: …`) plus a hint naming the command's --help, instead of click's block."""
+    if type(exc).__name__ == "NoArgsIsHelpError":  # click >= 8.2: the help text *is* the answer
+        exc.show()
+        return
+    print(f"error: {exc.format_message()}", file=sys.stderr)
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        print(f"try '{ctx.command_path} --help' for the options", file=sys.stderr)
+
+
+def _interrupted(code: int = 130) -> int:
+    print(INTERRUPTED, file=sys.stderr)
+    return code
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.OperationalError):
+        return "disk is full" in str(exc)  # SQLITE_FULL: what SQLite reports for ENOSPC
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; return the exit status a script can trust.
+
+    0 success · 1 the run failed (backend, disk) · 2 misuse (options, config, input files) ·
+    3 finished with failed items (RunIncomplete) · 130/143 interrupted by SIGINT/SIGTERM.
+    """
+    _state["traceback"] = False  # main() is also called in-process (tests): start clean each time
+    try:
+        result = app(args=argv, standalone_mode=False)
+    except Interrupted as exc:
+        return _interrupted(exc.exit_code)
     except OpenCharacterError as exc:
         if _state["traceback"]:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except click.exceptions.Abort:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("interrupted; rerun the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # raised outside click's own loop
+        return _interrupted()
+    except _abort_types() as exc:
+        # click turns KeyboardInterrupt (and EOF at a prompt) into Abort.
+        if isinstance(exc.__context__, EOFError):
+            print("error: aborted (end of input)", file=sys.stderr)
+            return 1
+        return _interrupted()
+    except _usage_error_types() as exc:
+        if _state["traceback"]:
+            raise
+        _show_usage_error(exc)
+        return int(getattr(exc, "exit_code", 2))
+    except (sqlite3.OperationalError, OSError) as exc:
+        if not _disk_full(exc) or _state["traceback"]:
+            raise
+        print(
+            f"error: the disk is full ({exc}); free some space and rerun the same command: it resumes where it stopped",
+            file=sys.stderr,
+        )
+        return 1
+    # Without standalone mode click returns what it would have exited with: the command's return
+    # value (None: success), or the code of a `typer.Exit` — 130 when a typer that vendors click caught Ctrl-C.
+    if isinstance(result, int) and not isinstance(result, bool):
+        return _interrupted() if result == 130 else result
     return 0
 
 

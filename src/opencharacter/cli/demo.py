@@ -107,10 +107,10 @@ def demo_eval(run_dir: Path, model_dir: Path) -> Path:
     judge = [BackendConfig()]
     evals = run_dir / "evals"
     console.print("[bold]Evaluating[/] the base and the fine-tuned model (PersonaGym-Light + fidelity) …")
-    base = evaluate(evals / "base", judged, None, BackendConfig(), judge, config, show_progress=False)
+    base = evaluate(evals / "base", judged, None, BackendConfig(), judge, config)
     tuned = evaluate(
         evals / "tuned", judged, None, BackendConfig(model=str(model_dir)), judge, config,
-        show_progress=False, reuse_from=evals / "base",
+        reuse_from=evals / "base",
     )  # fmt: skip
     for label, result in (("base", base), ("tuned", tuned)):
         scores, fidelity = result.summary["scores"]["PersonaScore"], result.summary["fidelity"]

@@ -10,7 +10,15 @@ from typing import Annotated, Any
 
 import typer
 
-from opencharacter.config import BackendConfig, ExecutorConfig, PipelineConfig, build, load_yaml, merge
+from opencharacter.config import (
+    BackendConfig,
+    ExecutorConfig,
+    PipelineConfig,
+    build,
+    check_top_level,
+    load_yaml,
+    merge,
+)
 
 Backend = Annotated[
     str | None,
@@ -102,7 +110,7 @@ def sampling_overrides(temperature: float | None, max_tokens: int | None) -> dic
 
 
 def config_data(config: Path | None) -> dict[str, Any]:
-    return load_yaml(config) if config is not None else {}
+    return check_top_level(load_yaml(config), str(config)) if config is not None else {}
 
 
 def backend_config(data: dict[str, Any], overrides: dict[str, Any], source: str) -> BackendConfig:

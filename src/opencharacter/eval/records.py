@@ -39,6 +39,9 @@ class Verdict(Record):
     score: int | None = Field(description="1–5, or None when the verdict was excluded.")
     excluded_reason: str | None = None
     rationale: str = ""
+    prompt: str = Field(
+        "", description="Judge prompt and rubric versions (e.g. 'eval_judge@v1+rubrics@v1'); '' before 0.2."
+    )
 
 
 class FidelityResult(Record):

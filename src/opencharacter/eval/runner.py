@@ -6,6 +6,7 @@ An evaluation directory is a run store like a pipeline run: rerunning resumes, n
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import math
 from dataclasses import dataclass
@@ -16,10 +17,10 @@ from opencharacter.backends import build_backend
 from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.config import BackendConfig, EvalConfig
 from opencharacter.engine import Engine
-from opencharacter.engine.progress import StageProgress
-from opencharacter.errors import ConfigError
+from opencharacter.errors import ConfigError, MissingDependencyError
 from opencharacter.eval import stages
-from opencharacter.eval.fidelity import QUESTIONS, Embedder, fidelity_summary, rank_answers
+from opencharacter.eval.fidelity import QUESTIONS, Embedder, embedder_path, fidelity_summary, rank_answers
+from opencharacter.eval.progress import EvalProgress
 from opencharacter.eval.records import Answer, EvalPersona, FidelityResult, Question, Verdict
 from opencharacter.eval.report import write_reports
 from opencharacter.eval.scores import question_scores, summarize
@@ -79,8 +80,12 @@ async def _evaluate(
     model_engine = engine_for(model)
     judge_engines = [engine_for(j) for j in judges]
     first_judge = judge_engines[0]
-    progress = StageProgress(model_engine.stats, enabled=show_progress)
+    progress = EvalProgress(model_engine.stats, enabled=show_progress)
     by_id = {p.persona_id: p for p in personas}
+    # (stage, item id) of everything this evaluation asks for: the summary covers these and only
+    # these, although the store may hold other evaluations' items (another judge, full vs light).
+    asked: set[tuple[str, str]] = set()
+    judge_prompt = stages.judge_prompt_id()
     per_task = 1 if config.light else config.questions_per_task
     attempts = config.max_attempts
     try:
@@ -94,6 +99,7 @@ async def _evaluate(
                 return QuestionSet(persona_id=item.payload.persona_id, questions=made)
 
             items = [WorkItem(p.persona_id, f"{i:08d}", p) for i, p in enumerate(personas)]
+            asked.update(("questions", item.id) for item in items)
             await run_stage(
                 "questions", items, make_questions, engine=first_judge, max_attempts=attempts, progress=progress
             )
@@ -113,8 +119,10 @@ async def _evaluate(
             )
 
         answer_items = [WorkItem(q.question_id, order[q.question_id], q) for q in questions]
+        asked.update((stage, item.id) for item in answer_items for stage in ("answers", "examples"))
         await run_stage("answers", answer_items, make_answer, engine=model_engine, max_attempts=1, progress=progress)
-        answers = list(store.records("answers", Answer))
+        wanted = set(order)
+        answers = [a for a in store.records("answers", Answer) if a.question_id in wanted]
 
         # 3. Example answers per score level, once per question (cached across models and reruns).
         async def make_examples(item: WorkItem[Question], _: int) -> ExampleSet:
@@ -127,14 +135,19 @@ async def _evaluate(
         await run_stage(
             "examples", answer_items, make_examples, engine=first_judge, max_attempts=attempts, progress=progress
         )
-        examples = {e.question_id: e.examples for e in store.records("examples", ExampleSet)}
+        examples = {e.question_id: e.examples for e in store.records("examples", ExampleSet) if e.question_id in wanted}
 
         # 4. Verdicts: every judge on every answer that has its examples.
         verdict_items = []
         for judge_engine in judge_engines:
             for answer in answers:
-                key = content_hash("verdict", answer.question_id, judge_engine.backend.model_id, answer.model)
+                # The judge prompt (template and rubric versions) is part of a verdict's identity:
+                # a verdict made under another prompt is another measurement, not a cached one.
+                key = content_hash(
+                    "verdict", answer.question_id, judge_engine.backend.model_id, answer.model, judge_prompt
+                )
                 verdict_items.append(WorkItem(key, order.get(answer.question_id, "~"), (judge_engine, answer)))
+        asked.update(("verdicts", item.id) for item in verdict_items)
 
         async def make_verdict(item: WorkItem[tuple[Engine, Answer]], _: int) -> Verdict:
             judge_engine, answer = item.payload
@@ -146,6 +159,7 @@ async def _evaluate(
                     judge=judge_engine.backend.model_id,
                     score=None,
                     excluded_reason="no valid score examples for this question",
+                    prompt=judge_prompt,
                 )
             return await stages.judge(
                 judge_engine, by_id[answer.persona_id], answer, examples[answer.question_id],
@@ -153,7 +167,12 @@ async def _evaluate(
             )  # fmt: skip
 
         await run_stage("verdicts", verdict_items, make_verdict, engine=first_judge, max_attempts=1, progress=progress)
-        verdicts = list(store.records("verdicts", Verdict))
+        judge_ids = {j.backend.model_id for j in judge_engines}
+        verdicts = [
+            v
+            for v in store.records("verdicts", Verdict)
+            if v.question_id in wanted and v.judge in judge_ids and v.prompt == judge_prompt
+        ]
 
         # 5. Character fidelity: every character answers the same questions.
         fidelity: list[FidelityResult] = []
@@ -170,13 +189,18 @@ async def _evaluate(
                 for text in QUESTIONS[: config.fidelity_questions]
             ]
             items = [WorkItem(q.question_id, f"{i:08d}", q) for i, q in enumerate(shared)]
+            asked.update(("fidelity", item.id) for item in items)
             await run_stage(
                 "fidelity", items, make_answer, engine=model_engine, max_attempts=1, progress=progress, label="fidelity"
             )
-            fidelity_answers = list(store.records("fidelity", Answer))
+            shared_ids = {q.question_id for q in shared}
+            fidelity_answers = [a for a in store.records("fidelity", Answer) if a.question_id in shared_ids]
             profiles = {p.persona_id: p.character or p.persona for p in personas}
+            progress.note(f"fidelity: loading the embedding model and ranking {len(fidelity_answers)} answers")
             embed = await asyncio.to_thread(Embedder)
-            fidelity = rank_answers(embed, profiles, [(a.question, a.persona_id, a.answer) for a in fidelity_answers])
+            fidelity = await asyncio.to_thread(
+                rank_answers, embed, profiles, [(a.question, a.persona_id, a.answer) for a in fidelity_answers]
+            )
     finally:
         progress.close()
         for backend in backends.values():
@@ -188,7 +212,7 @@ async def _evaluate(
         "fidelity": fidelity,
         "model_id": model_engine.backend.model_id,
         "judge_ids": [j.backend.model_id for j in judge_engines],
-        "failures": [f.model_dump() for f in store.failures()],
+        "failures": [f.model_dump() for f in store.failures() if (f.stage, f.item_id) in asked],
     }
 
 
@@ -202,6 +226,7 @@ def evaluate(
     show_progress: bool = True,
     reuse_from: str | Path | None = None,
 ) -> EvalResult:
+    check_dependencies(model, judges, config, len(personas))
     out = Path(out)
     store = RunStore(out)
     if reuse_from is not None:
@@ -229,6 +254,7 @@ def evaluate(
     summary.update(
         model=data["model_id"],
         judges=data["judge_ids"],
+        judge_prompt=stages.judge_prompt_id(),
         system_prompt=config.system_prompt,
         rubrics=RUBRIC_VERSION,
         light=config.light,
@@ -260,6 +286,32 @@ def evaluate(
     ]
     paths = write_reports(out, summary, worst_items)
     return EvalResult(out, summary, paths["html"])
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ValueError:  # a module in sys.modules without a spec: present
+        return True
+
+
+def check_dependencies(model: BackendConfig, judges: list[BackendConfig], config: EvalConfig, personas: int) -> None:
+    """Name the missing extra before the first call, not after an hour of judging.
+
+    The report's radar chart needs matplotlib, fidelity needs torch, transformers and the embedding
+    model; a local model under test or judge needs the `local` extra (its backend says so itself).
+    """
+    needed = ["matplotlib"]
+    if config.fidelity and personas >= 2:
+        needed += ["torch", "transformers"]
+    for module in needed:
+        if not _installed(module):
+            raise MissingDependencyError(module, "eval")
+    if config.fidelity and personas >= 2:
+        embedder_path()  # raises with the exact pip command when the embedding model is missing
+    for backend in [model, *judges]:
+        if backend.backend == "transformers" and not _installed("transformers"):
+            raise MissingDependencyError("transformers", "local")
 
 
 def copy_anchors(source: Path, store: RunStore) -> None:

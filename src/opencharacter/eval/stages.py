@@ -186,6 +186,11 @@ def parse_verdict(completion: Completion) -> tuple[int, str]:
     return int(value), completion.text.strip()
 
 
+def judge_prompt_id() -> str:
+    """The judge prompt's identity (template version + rubric version), recorded on every verdict."""
+    return f"{load_prompt('eval_judge').id}+{RUBRIC_VERSION}"
+
+
 async def judge(
     engine: Engine,
     persona: EvalPersona,
@@ -204,7 +209,9 @@ async def judge(
         response_schema=VERDICT_SCHEMA,
         schema_name="verdict",
     )
+    prompt = f"{template.id}+{RUBRIC_VERSION}"
     base = {
+        "prompt": prompt,
         "question_id": item.question_id,
         "persona_id": item.persona_id,
         "task": item.task,
@@ -212,7 +219,7 @@ async def judge(
     }
     try:
         (score, rationale), _ = await engine.generate_parsed(
-            request, parse_verdict, prompt_id=f"{template.id}+{RUBRIC_VERSION}", max_attempts=max_attempts
+            request, parse_verdict, prompt_id=prompt, max_attempts=max_attempts
         )
     except ParseError as exc:
         return Verdict(**base, score=None, excluded_reason=str(exc), rationale=exc.raw[:500])

@@ -77,8 +77,73 @@ def export_cards(characters: list[Character], out: Path) -> tuple[Path, int]:
     return out, len(characters)
 
 
+# LLaMA-Factory reads a dataset only through a `dataset_info.json` entry in its `dataset_dir`
+# (https://github.com/hiyouga/LLaMA-Factory/blob/main/data/README.md). Without one, the Alpaca
+# export's `system` and `history` columns are ignored (both default to None there), so every
+# dialogue would train without its character profile and earlier turns.
+LLAMA_FACTORY_INFO = "dataset_info.json"
+_LLAMA_FACTORY: dict[str, dict[str, Any]] = {
+    "alpaca": {
+        "columns": {
+            "prompt": "instruction",
+            "query": "input",
+            "response": "output",
+            "system": "system",
+            "history": "history",
+        },
+    },
+    "sharegpt": {
+        "formatting": "sharegpt",
+        "columns": {"messages": "conversations"},
+        # Our system prompt is the first conversation turn; LLaMA-Factory's system_tag takes it from there.
+        "tags": {
+            "role_tag": "from",
+            "content_tag": "value",
+            "user_tag": "human",
+            "assistant_tag": "gpt",
+            "system_tag": "system",
+        },
+    },
+    "messages": {
+        "formatting": "sharegpt",
+        "columns": {"messages": "messages"},
+        "tags": {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+            "system_tag": "system",
+        },
+    },
+}
+
+
+def write_llama_factory_info(out: Path, fmt: str, file_name: str) -> Path:
+    """Add (or refresh) `opencharacter_<fmt>` in `out/dataset_info.json`, keeping other entries.
+
+    Use it with `dataset_dir: <out>` and `dataset: opencharacter_alpaca` in a LLaMA-Factory config.
+    """
+    path = out / LLAMA_FACTORY_INFO
+    info: dict[str, Any] = {}
+    if path.is_file():
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise ConfigError(f"{path}: not a JSON object; move it away or fix it before exporting here") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: not a JSON object; move it away or fix it before exporting here")
+        info = loaded
+    info[f"opencharacter_{fmt}"] = {"file_name": file_name, **_LLAMA_FACTORY[fmt]}
+    with atomic_open(path) as stream:
+        stream.write(json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    return path
+
+
 def export_dialogues(dialogues: list[Dialogue], fmt: str, out: Path) -> tuple[Path, int]:
-    """Write `dialogues` as `fmt` into the directory `out`; returns the file and the row count."""
+    """Write `dialogues` as `fmt` into the directory `out`; returns the file and the row count.
+
+    JSONL formats that LLaMA-Factory reads also get their entry in `out/dataset_info.json`.
+    """
     if fmt not in EXPORT_FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}, cards")
     if fmt == "parquet":
@@ -86,4 +151,6 @@ def export_dialogues(dialogues: list[Dialogue], fmt: str, out: Path) -> tuple[Pa
         return path, _write_parquet(path, dialogues)
     convert = _JSONL[fmt]
     path = out / f"{fmt}.jsonl"
-    return path, write_jsonl(path, (json.dumps(convert(d), ensure_ascii=False) for d in dialogues))
+    rows = write_jsonl(path, (json.dumps(convert(d), ensure_ascii=False) for d in dialogues))
+    write_llama_factory_info(out, fmt, path.name)
+    return path, rows

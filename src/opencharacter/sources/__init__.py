@@ -1,7 +1,18 @@
-"""Readers that turn user files (Persona Hub, Alpaca, LIMA, ShareGPT, messages, …) into records."""
+"""Readers that turn user files (Persona Hub, Alpaca, LIMA, ShareGPT, messages, …) into records.
 
-from opencharacter.sources.instructions import INSTRUCTION_FORMATS, load_instructions
-from opencharacter.sources.personas import PERSONA_FORMATS, load_personas
+`load_*` return a list; `iter_*` take the same arguments and stream (for 100k+ line files).
+"""
+
+from opencharacter.sources.instructions import INSTRUCTION_FORMATS, iter_instructions, load_instructions
+from opencharacter.sources.personas import PERSONA_FORMATS, iter_personas, load_personas
 from opencharacter.sources.reader import LoadReport
 
-__all__ = ["INSTRUCTION_FORMATS", "PERSONA_FORMATS", "LoadReport", "load_instructions", "load_personas"]
+__all__ = [
+    "INSTRUCTION_FORMATS",
+    "PERSONA_FORMATS",
+    "LoadReport",
+    "iter_instructions",
+    "iter_personas",
+    "load_instructions",
+    "load_personas",
+]

@@ -7,7 +7,7 @@ record from their keys unless one is forced, so a mixed file still reads.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from opencharacter.errors import ConfigError, InputError
 from opencharacter.records import ChatMessage, Instruction
-from opencharacter.sources.reader import InvalidHandler, LoadReport, read_json_items
+from opencharacter.sources.reader import InvalidHandler, LoadReport, check_limit, nothing_read, read_json_items
 
 _USER_PROMPT_PREFIX = re.compile(r"^\s*user\s*prompt\s*:\s*", re.IGNORECASE)
 _SHAREGPT_ROLES = {
@@ -124,6 +124,28 @@ def detect_format(item: dict[str, Any]) -> str:
     )
 
 
+def iter_instructions(
+    source: str | Path,
+    *,
+    fmt: str = "auto",
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    source_name: str | None = None,
+) -> tuple[Iterator[Instruction], LoadReport]:
+    """Instructions one at a time, and the report that counts them (complete once the iterator is spent).
+
+    Same arguments and errors as `load_instructions`; options are checked now, the file as it is
+    read (line by line for JSON Lines). Only the 64-bit question ids seen are kept, so a 300k-line
+    file streams in flat memory.
+    """
+    if fmt not in INSTRUCTION_FORMATS:
+        raise ConfigError(f"unknown instruction format {fmt!r}; choose one of {', '.join(INSTRUCTION_FORMATS)}")
+    check_limit(limit)
+    path = Path(source)
+    report = LoadReport(str(path))
+    return _instructions(path, fmt, skip_invalid, limit, source_name or path.stem, report), report
+
+
 def load_instructions(
     source: str | Path,
     *,
@@ -133,16 +155,18 @@ def load_instructions(
     source_name: str | None = None,
 ) -> tuple[list[Instruction], LoadReport]:
     """Read an instruction file; `source_name` labels the dialogues made from it (default: file stem)."""
-    if fmt not in INSTRUCTION_FORMATS:
-        raise ConfigError(f"unknown instruction format {fmt!r}; choose one of {', '.join(INSTRUCTION_FORMATS)}")
-    path = Path(source)
-    name = source_name or path.stem
-    report = LoadReport(str(path))
+    instructions, report = iter_instructions(
+        source, fmt=fmt, skip_invalid=skip_invalid, limit=limit, source_name=source_name
+    )
+    return list(instructions), report
+
+
+def _instructions(
+    path: Path, fmt: str, skip_invalid: bool, limit: int | None, name: str, report: LoadReport
+) -> Iterator[Instruction]:
     handler = InvalidHandler(report, skip_invalid)
-    instructions: list[Instruction] = []
-    seen: set[str] = set()
+    seen: set[int] = set()
     for line, item in read_json_items(path, handler):
-        report.read += 1
         try:
             if not isinstance(item, dict):
                 raise RecordProblem(f"expected a JSON object, got {type(item).__name__}")
@@ -157,12 +181,14 @@ def load_instructions(
         except ValidationError as exc:
             handler(InputError(str(path), line, str(exc.errors()[0]["msg"]).removeprefix("Value error, ")))
             continue
-        if instruction.question_id in seen:
+        key = int(instruction.question_id, 16)
+        if key in seen:
             report.duplicates += 1
             continue
-        seen.add(instruction.question_id)
-        instructions.append(instruction)
-        if limit is not None and len(instructions) >= limit:
-            break
-    report.kept = len(instructions)
-    return instructions, report
+        seen.add(key)
+        report.kept += 1
+        yield instruction
+        if limit is not None and report.kept >= limit:
+            return
+    if report.kept == 0:
+        raise InputError(str(path), None, nothing_read("instructions", report))

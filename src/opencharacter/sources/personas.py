@@ -14,13 +14,41 @@ from pydantic import ValidationError
 
 from opencharacter.errors import ConfigError, InputError
 from opencharacter.records import Persona
-from opencharacter.sources.reader import InvalidHandler, LoadReport, read_json_items, read_text_lines
+from opencharacter.sources.reader import (
+    InvalidHandler,
+    LoadReport,
+    check_limit,
+    nothing_read,
+    read_json_items,
+    read_text_lines,
+)
 
 PersonaFormat = Literal["auto", "persona", "personahub", "text", "dataset", "cards"]
 PERSONA_FORMATS: tuple[str, ...] = ("auto", "persona", "personahub", "text", "dataset", "cards")
 
 # Columns tried in order when a JSON record or dataset row is not given an explicit column.
 _KNOWN_COLUMNS = ("persona", "input persona")
+
+
+def iter_personas(
+    source: str | Path,
+    *,
+    fmt: str = "auto",
+    column: str | None = None,
+    skip_invalid: bool = False,
+    limit: int | None = None,
+    split: str = "train",
+) -> tuple[Iterator[Persona], LoadReport]:
+    """Personas one at a time, and the report that counts them (complete once the iterator is spent).
+
+    Same arguments and errors as `load_personas`; options are checked now, the file as it is read.
+    Only the 64-bit ids of the personas seen are kept (for de-duplication), so memory stays flat.
+    """
+    if fmt not in PERSONA_FORMATS:
+        raise ConfigError(f"unknown persona format {fmt!r}; choose one of {', '.join(PERSONA_FORMATS)}")
+    check_limit(limit)
+    report = LoadReport(str(source))
+    return _personas(Path(source), fmt, column, skip_invalid, limit, split, report), report
 
 
 def load_personas(
@@ -33,28 +61,34 @@ def load_personas(
     split: str = "train",
 ) -> tuple[list[Persona], LoadReport]:
     """Read personas from a file, a local `datasets` directory or (when asked for) a hub dataset id."""
-    if fmt not in PERSONA_FORMATS:
-        raise ConfigError(f"unknown persona format {fmt!r}; choose one of {', '.join(PERSONA_FORMATS)}")
-    report = LoadReport(str(source))
+    personas, report = iter_personas(
+        source, fmt=fmt, column=column, skip_invalid=skip_invalid, limit=limit, split=split
+    )
+    return list(personas), report
+
+
+def _personas(
+    path: Path, fmt: str, column: str | None, skip_invalid: bool, limit: int | None, split: str, report: LoadReport
+) -> Iterator[Persona]:
     handler = InvalidHandler(report, skip_invalid)
-    personas: list[Persona] = []
-    seen: set[str] = set()
-    for line, text in _raw_personas(Path(source), fmt, column, handler, split):
-        report.read += 1
+    seen: set[int] = set()
+    for line, text in _raw_personas(path, fmt, column, handler, split):
         try:
             persona = Persona(persona=text)
         except ValidationError as exc:
-            handler(InputError(str(source), line, _first_error(exc)))
+            handler(InputError(str(path), line, _first_error(exc)))
             continue
-        if persona.persona in seen:
+        key = int(persona.character_id, 16)
+        if key in seen:
             report.duplicates += 1
             continue
-        seen.add(persona.persona)
-        personas.append(persona)
-        if limit is not None and len(personas) >= limit:
-            break
-    report.kept = len(personas)
-    return personas, report
+        seen.add(key)
+        report.kept += 1
+        yield persona
+        if limit is not None and report.kept >= limit:
+            return
+    if report.kept == 0:
+        raise InputError(str(path), None, nothing_read("personas", report))
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -68,7 +102,12 @@ def _raw_personas(
     if fmt == "cards" or (fmt == "auto" and path.suffix.lower() == ".png"):
         yield from _card_personas(path)
         return
-    if fmt == "dataset" or (fmt == "auto" and (path.is_dir() or not path.exists()) and not path.suffix):
+    if fmt == "auto" and not path.suffix and not path.exists():
+        # Never guess that a mistyped path is a hub dataset id: that means a network lookup and a
+        # traceback from `datasets`. A hub dataset is read only when asked for by name.
+        hint = "for a hub dataset, pass --persona-format dataset"
+        raise InputError(str(path), None, f"no such file or directory ({hint})")
+    if fmt == "dataset" or (fmt == "auto" and path.is_dir() and not path.suffix):
         yield from _dataset_rows(str(path), column, split)
         return
     if fmt == "text" or (fmt == "auto" and path.suffix.lower() in {".txt", ".text"}):
@@ -108,9 +147,14 @@ def _dataset_rows(source: str, column: str | None, split: str) -> Iterator[tuple
     path = Path(source)
     if (path.is_dir() and (path / "dataset_info.json").exists()) or (path / "dataset_dict.json").exists():
         loaded = datasets.load_from_disk(source)
+        if isinstance(loaded, datasets.DatasetDict) and split not in loaded:
+            raise InputError(source, None, f"no split {split!r} (splits: {', '.join(loaded)})")
         table = loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
     else:
-        table = datasets.load_dataset(source, split=split)
+        try:
+            table = datasets.load_dataset(source, split=split)
+        except (FileNotFoundError, ConnectionError) as exc:  # DatasetNotFoundError is a FileNotFoundError
+            raise InputError(source, None, f"cannot load this dataset: {exc}") from None
     key = column or next((k for k in _KNOWN_COLUMNS if k in table.column_names), None)
     if key is None or key not in table.column_names:
         raise ConfigError(
