@@ -145,10 +145,10 @@ def demo(
     concurrency: opt.Concurrency = None,
     batch_size: opt.BatchSize = None,
     train: Annotated[
-        bool, typer.Option("--train/--no-train", help="Fine-tune the embedded model on the result.")
+        bool, typer.Option("--train/--no-train", help="Fine-tune the embedded model on the result.", metavar=opt.FLAG)
     ] = True,
     evaluate: Annotated[
-        bool, typer.Option("--eval/--no-eval", help="Evaluate the base and the fine-tuned model (needs --train).")
+        bool, typer.Option("--eval/--no-eval", help="Evaluate the base and the fine-tuned model (needs --train).", metavar=opt.FLAG)
     ] = True,
     quiet: opt.Quiet = False,
 ) -> None:

@@ -14,6 +14,7 @@ from opencharacter.cli import options as opt
 from opencharacter.cli.report import console
 from opencharacter.config import BackendConfig, EvalConfig, build
 from opencharacter.errors import ConfigError
+from opencharacter.local_paths import check_model_spec
 
 app = typer.Typer(help="Evaluate role-play; `eval compare A B` compares two evaluations.", no_args_is_help=False)
 
@@ -29,7 +30,7 @@ def evaluate_command(
         Path | None, typer.Option("--held-out-of", help="With --run: only characters this trained model never saw.")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many personas.")] = None,
-    light: Annotated[bool, typer.Option("--light", help="One question per task per persona.")] = False,
+    light: Annotated[bool, typer.Option("--light", help="One question per task per persona.", metavar=opt.FLAG)] = False,
     reuse_from: Annotated[
         Path | None,
         typer.Option("--reuse-from", help="Reuse another evaluation's questions and score examples (fair A/B)."),
@@ -61,6 +62,8 @@ def evaluate_command(
     data, source, model_config = opt.load_config(
         config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
+    if model_config.backend in ("transformers", "vllm"):
+        check_model_spec(model_config.model)
     section = dict(data.get("eval") or {})
     if light:
         section["light"] = True
