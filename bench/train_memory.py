@@ -111,7 +111,11 @@ def main() -> None:
                 config = {**settings, **extra, "max_steps": args.steps, "save_steps": 1000}
                 result = run_variant(config, data, Path(tmp) / f"{name}-{label}", int(args.cap * 2**30))
                 peak = result.get("peak_rss")
-                shown = f"{peak / 2**30:.2f} GB" if peak else (f"> {args.cap} GB (stopped)" if result.get("over_cap") else result.get("error"))
+                shown = (
+                    f"{peak / 2**30:.2f} GB"
+                    if peak
+                    else (f"> {args.cap} GB (stopped)" if result.get("over_cap") else result.get("error"))
+                )
                 print(
                     f"{name:>5} dialogues={count} {label:<6} peak RSS {shown} · plan {result.get('plan')} · "
                     f"cpu {result.get('cpu_s', float('nan')):.0f} s · wall {result['wall_s']:.0f} s",

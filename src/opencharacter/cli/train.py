@@ -22,7 +22,8 @@ def train_command(
     ] = None,
     model: opt.Model = None,
     lora: Annotated[
-        bool | None, typer.Option("--lora/--full", help="LoRA adapters (default) or full fine-tuning.", metavar=opt.FLAG)
+        bool | None,
+        typer.Option("--lora/--full", help="LoRA adapters (default) or full fine-tuning.", metavar=opt.FLAG),
     ] = None,
     config: opt.ConfigFile = None,
     epochs: Annotated[float | None, typer.Option("--epochs", help="Passes over the data (default 1).")] = None,
@@ -33,8 +34,12 @@ def train_command(
     strategy: Annotated[
         list[str] | None, typer.Option("--strategy", help="Train only on generate and/or rewrite dialogues.")
     ] = None,
-    merge: Annotated[bool, typer.Option("--merge", help="Also save the LoRA merged into the base model.", metavar=opt.FLAG)] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.", metavar=opt.FLAG)] = False,
+    merge: Annotated[
+        bool, typer.Option("--merge", help="Also save the LoRA merged into the base model.", metavar=opt.FLAG)
+    ] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.", metavar=opt.FLAG)
+    ] = False,
 ) -> None:
     """Fine-tune on in-character dialogues: loss on answers only, held-out characters for validation."""
     if (run is None) == (data is None):
@@ -70,8 +75,12 @@ def train_command(
         f"({result.validation_examples} from held-out characters for validation, {result.truncated} truncated)\n"
         f"final training loss {result.final_train_loss}, validation loss {result.final_validation_loss}\n"
         f"memory: peak RSS {format_bytes(result.peak_rss)} (micro-batch {plan['micro_batch']} × "
-        f"{plan['accumulation']} accumulated, gradient checkpointing {'on' if plan['gradient_checkpointing'] else 'off'}, "
+        f"{plan['accumulation']} accumulated, gradient checkpointing {_on(plan['gradient_checkpointing'])}, "
         f"{'chunked' if plan['chunked_loss'] else 'full-logits'} loss)\n"
         f"model: {result.out}  (adapter or weights, tokenizer, README.md, loss.png, opencharacter.json); "
         f"base model {result.base_model_id}"
     )
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"

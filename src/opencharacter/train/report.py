@@ -59,7 +59,11 @@ def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
         f"- optimizer steps: {meta['steps']}",
         f"- final training loss: {meta['final_train_loss']}",
         f"- final validation loss: {meta['final_validation_loss']}",
-        *([f"- peak memory (RSS) while training: {meta['peak_rss_bytes'] / 2**30:.2f} GB"] if meta.get("peak_rss_bytes") else []),
+        *(
+            [f"- peak memory (RSS) while training: {meta['peak_rss_bytes'] / 2**30:.2f} GB"]
+            if meta.get("peak_rss_bytes")
+            else []
+        ),
         "",
         "Loss is computed on assistant tokens only. ![loss curves](loss.png)",
         "",
