@@ -200,7 +200,8 @@ def demo(
         phases.start("evaluation", "PersonaGym-Light and fidelity, base vs fine-tuned")
         report = demo_eval(run_dir, trained)
         phases.done()
-    phases.save()
+    if not backend_config:  # only the default embedded model's timings predict the next default demo
+        phases.save()
     console.print(
         "\n[bold]Demo finished.[/] Everything is in "
         f"[cyan]{run_dir}[/]:\n"
