@@ -54,6 +54,14 @@ def test_training_lowers_the_loss_and_writes_a_complete_model_dir(trained, tiny_
     assert "<|im_start|>" in (trained / "chat_template.jinja").read_text()
     meta = json.loads((trained / "opencharacter.json").read_text())
     assert meta["base_model"] == "embedded" and meta["system_prompt_version"] == "character_system@v1"
+    # Shared outputs name the published base, so plain peft/transformers/vLLM load the adapter elsewhere;
+    # our loader still resolves 'embedded' (the chat test below loads this very directory).
+    adapter = json.loads((trained / "adapter_config.json").read_text())
+    assert adapter["base_model_name_or_path"] == meta["base_model_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (trained / "README.md").read_text()
+    # CPU defaults: 2 × 320 tokens fit in one 1024-token pass; 640 tokens make checkpointing worth it.
+    plan = {"micro_batch": 2, "accumulation": 1, "gradient_checkpointing": True, "chunked_loss": True}
+    assert meta["memory_plan"] == plan and meta["peak_rss_bytes"] > 0
     assert meta["steps"] == 8 and meta["validation_examples"] > 0 and meta["truncated"] >= 0
     split = json.loads((trained / "split.json").read_text())
     assert split["validation_characters"] and not set(split["validation_characters"]) & set(split["train_characters"])
@@ -70,8 +78,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run, tmp_path, run_cli):
     config.write_text("train:\n  save_steps: 2\n", encoding="utf-8")
     assert run_cli("train", *flags, "--max-steps", 2, "--config", config)[0] == 0
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
-    code, _, err = run_cli("train", *flags, "--max-steps", 3, "--config", config, "--resume")
+    code, out, err = run_cli("train", *flags, "--max-steps", 3, "--config", config, "--resume")
     assert code == 0, err
+    assert "memory: peak RSS" in out + err and "step 3/3" in err and "ETA" in err
     history = json.loads((out / "loss_history.json").read_text())
     steps = [e["step"] for e in history if "loss" in e]
     # The resumed run starts at step 3: steps 1-2 come from the checkpoint's state, not from retraining.

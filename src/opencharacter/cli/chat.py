@@ -12,8 +12,11 @@ from opencharacter.chat.characters import resolve_character
 from opencharacter.chat.session import ChatModel, ChatSession, system_prompt_version_for
 from opencharacter.cli import options as opt
 from opencharacter.errors import OpenCharacterError
+from opencharacter.local_paths import check_model_spec, require_exists
 from opencharacter.records import Sampling
 
+# Backends that load the model from files here; for servers, --model is just the name they serve.
+LOCAL_BACKENDS = ("transformers", "vllm")
 HELP = "commands: /reset (clear history), /character SPEC (switch), /save FILE, /quit"
 
 
@@ -34,6 +37,10 @@ def chat_command(
     """Chat in character with a local model or adapter, or any OpenAI-compatible endpoint."""
     overrides = opt.backend_overrides(backend, model, base_url, api_key_env, None, None)
     _, _, backend_config = opt.load_config(config, overrides)
+    if backend_config.backend in LOCAL_BACKENDS:
+        check_model_spec(backend_config.model)
+    if run is not None:
+        require_exists(run, "--run", "run directory")
     sampling = Sampling(**{"temperature": 0.7, "max_tokens": 256, **opt.sampling_overrides(temperature, max_tokens)})
     session = ChatSession(
         ChatModel(backend_config),

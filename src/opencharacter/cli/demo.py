@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from opencharacter.cli import options as opt
+from opencharacter.cli.demo_phases import DemoPhases
 from opencharacter.cli.report import ConsoleReporter, console
 from opencharacter.config import PipelineConfig
 from opencharacter.pipeline import run_pipeline
@@ -40,6 +41,20 @@ def demo_config(run: Path, personas: int, instructions: int, per_instruction: in
     )
 
 
+def export_demo_cards(run_dir: Path) -> tuple[Path, int]:
+    """Character Cards for every profile, so the demo shows every export format."""
+    from opencharacter.export.formats import export_cards
+    from opencharacter.records import Character
+    from opencharacter.store import RunStore
+
+    store = RunStore(run_dir)
+    try:
+        characters = list(store.records("profiles", Character))
+    finally:
+        store.close()
+    return export_cards(characters, run_dir / "exports" / "cards")
+
+
 def _num(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -58,7 +73,6 @@ def demo_train(run_dir: Path) -> Path | None:
     if (out / "opencharacter.json").exists():
         console.print(f"[bold]Training[/]: already done in {out} (delete it to retrain)")
     else:
-        console.print("[bold]Training[/] a LoRA adapter of the embedded model on the demo dialogues …")
         result = train(config, run_dir, out, resume=(out / "checkpoints").exists())
         console.print(
             f"  {result.steps} steps, training loss {_num(result.final_train_loss)}, validation loss "
@@ -106,12 +120,20 @@ def demo_eval(run_dir: Path, model_dir: Path) -> Path:
     )
     judge = [BackendConfig()]
     evals = run_dir / "evals"
-    console.print("[bold]Evaluating[/] the base and the fine-tuned model (PersonaGym-Light + fidelity) …")
     base = evaluate(evals / "base", judged, None, BackendConfig(), judge, config)
     tuned = evaluate(
         evals / "tuned", judged, None, BackendConfig(model=str(model_dir)), judge, config,
         reuse_from=evals / "base",
     )  # fmt: skip
+    from opencharacter.eval.report import refresh_reports
+
+    texts = {p.persona_id: p.persona for p in judged}
+    held_ids = {persona_id_of(run_dir, c) for c in held}
+    for directory, model, baseline in (
+        (evals / "base", "embedded", None),
+        (evals / "tuned", str(model_dir), evals / "base"),
+    ):
+        refresh_reports(directory, model, texts, baseline_dir=baseline, held_out=held_ids, worst_count=config.worst)
     for label, result in (("base", base), ("tuned", tuned)):
         scores, fidelity = result.summary["scores"]["PersonaScore"], result.summary["fidelity"]
         console.print(
@@ -145,19 +167,41 @@ def demo(
     concurrency: opt.Concurrency = None,
     batch_size: opt.BatchSize = None,
     train: Annotated[
-        bool, typer.Option("--train/--no-train", help="Fine-tune the embedded model on the result.")
+        bool, typer.Option("--train/--no-train", help="Fine-tune the embedded model on the result.", metavar=opt.FLAG)
     ] = True,
     evaluate: Annotated[
-        bool, typer.Option("--eval/--no-eval", help="Evaluate the base and the fine-tuned model (needs --train).")
+        bool,
+        typer.Option(
+            "--eval/--no-eval", help="Evaluate the base and the fine-tuned model (needs --train).", metavar=opt.FLAG
+        ),
     ] = True,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Run everything on bundled sample data with the embedded model (about 9 minutes on 2 CPU cores)."""
+    """Run everything on bundled sample data with the embedded model.
+
+    About 9 minutes on an idle 2-core machine (much longer when other work shares the cores); each phase
+    says how long it took last time on this machine, and the end prints the time per phase."""
     backend_config = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     config = demo_config(run, personas, instructions, per_instruction, backend_config)
+    names = ["synthesis", *(["training"] if train else []), *(["evaluation"] if train and evaluate else [])]
+    phases = DemoPhases.load(names)
+    phases.start("synthesis", f"profiles for {personas} personas, dialogues for {instructions} instructions, exports")
     run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter())
-    trained = demo_train(run_dir) if train else None
-    report = demo_eval(run_dir, trained) if trained and evaluate else None
+    cards, count = export_demo_cards(run_dir)
+    console.print(f"  {count} Character Cards (V2, JSON and PNG) in {cards}")
+    phases.done()
+    trained = None
+    if train:
+        phases.start("training", "a LoRA adapter of the embedded model on these dialogues")
+        trained = demo_train(run_dir)
+        phases.done()
+    report = None
+    if trained and evaluate:
+        phases.start("evaluation", "PersonaGym-Light and fidelity, base vs fine-tuned")
+        report = demo_eval(run_dir, trained)
+        phases.done()
+    if not backend_config:  # only the default embedded model's timings predict the next default demo
+        phases.save()
     console.print(
         "\n[bold]Demo finished.[/] Everything is in "
         f"[cyan]{run_dir}[/]:\n"
@@ -165,9 +209,10 @@ def demo(
         "  dialogues.jsonl    in-character dialogues, both strategies (generate = G, rewrite = R)\n"
         "  failures.jsonl     what could not be made, and why\n"
         "  README.md          the dataset card: models, prompts, counts, tokens, wall time\n"
-        "  exports/           ShareGPT, Alpaca, messages JSONL and Parquet\n"
+        "  exports/           ShareGPT, Alpaca, messages JSONL, Parquet and Character Cards (cards/)\n"
         + ("  model/             a LoRA adapter of the embedded model trained on these dialogues\n" if trained else "")
         + (f"  evals/             base vs fine-tuned evaluation; report: {report}\n" if report else "")
+        + f"{phases.summary()}\n"
         + "The embedded SmolLM2-135M model is for trying the tool: real data needs a strong teacher model,\n"
         "e.g. --backend openai --base-url http://localhost:8000/v1 \\\n"
         "     --model meta-llama/Meta-Llama-3-70B-Instruct"

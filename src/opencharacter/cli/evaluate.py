@@ -14,6 +14,7 @@ from opencharacter.cli import options as opt
 from opencharacter.cli.report import console
 from opencharacter.config import BackendConfig, EvalConfig, build
 from opencharacter.errors import ConfigError
+from opencharacter.local_paths import check_model_spec
 
 app = typer.Typer(help="Evaluate role-play; `eval compare A B` compares two evaluations.", no_args_is_help=False)
 
@@ -29,7 +30,9 @@ def evaluate_command(
         Path | None, typer.Option("--held-out-of", help="With --run: only characters this trained model never saw.")
     ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many personas.")] = None,
-    light: Annotated[bool, typer.Option("--light", help="One question per task per persona.")] = False,
+    light: Annotated[
+        bool, typer.Option("--light", help="One question per task per persona.", metavar=opt.FLAG)
+    ] = False,
     reuse_from: Annotated[
         Path | None,
         typer.Option("--reuse-from", help="Reuse another evaluation's questions and score examples (fair A/B)."),
@@ -61,6 +64,8 @@ def evaluate_command(
     data, source, model_config = opt.load_config(
         config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
+    if model_config.backend in ("transformers", "vllm"):
+        check_model_spec(model_config.model)
     section = dict(data.get("eval") or {})
     if light:
         section["light"] = True
@@ -86,12 +91,44 @@ def evaluate_command(
     result = evaluate(
         out, people, questions, model_config, judges, eval_config, show_progress=not quiet, reuse_from=reuse_from
     )
+    from opencharacter.eval.report import refresh_reports
+
+    refresh_reports(
+        result.out,
+        model_config.model,
+        {p.persona_id: p.persona for p in people},
+        baseline_dir=reuse_from,
+        held_out=held_out_persona_ids(model_config.model, run),
+        worst_count=eval_config.worst,
+    )
+    result.summary = json.loads((result.out / "summary.json").read_text(encoding="utf-8"))
     print_scores(result.summary)
     console.print(f"report: {result.report}  (and report.md, radar.png, summary.json, *.jsonl in {result.out})")
 
 
+def held_out_persona_ids(model: str, run: Path | None) -> set[str] | None:
+    """Persona ids of the characters a trained model never saw, when its split and run are at hand."""
+    from opencharacter.backends.model_loading import model_meta
+    from opencharacter.eval.sources import persona_id
+
+    split = Path(model) / "split.json"
+    if not split.is_file():
+        return None
+    data = run or Path(str(model_meta(model).get("data", "")))
+    characters = data / "characters.jsonl"
+    if not characters.is_file():
+        return None
+    held = set(json.loads(split.read_text(encoding="utf-8"))["validation_characters"])
+    rows = [json.loads(line) for line in characters.read_text(encoding="utf-8").splitlines() if line]
+    return {persona_id(r["persona"]) for r in rows if r["character_id"] in held}
+
+
+def _label(summary: dict) -> str:
+    return str(summary.get("label") or summary["model"])
+
+
 def print_scores(summary: dict) -> None:
-    table = Table(title=f"{summary['model']} · judges: {', '.join(summary['judges'])}", title_justify="left")
+    table = Table(title=f"{_label(summary)} · judges: {', '.join(summary['judges'])}", title_justify="left")
     for column in ("task", "mean", "std", "personas"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, stats in summary["scores"].items():
@@ -127,8 +164,11 @@ def compare_command(
         return json.loads(file.read_text(encoding="utf-8"))
 
     a, b = load(first), load(second)
-    table = Table(title=f"{a['model']}  →  {b['model']}", title_justify="left")
-    for column in ("task", str(first), str(second), "delta", "95% CI"):
+    left, right = _label(a), _label(b)
+    if left == right:  # the same model twice (other settings): tell the columns apart by directory
+        left, right = f"{left} · {first.name}", f"{right} · {second.name}"
+    table = Table(title=f"{left}  →  {right}", title_justify="left")
+    for column in ("task", left, right, "delta", "95% CI"):
         table.add_column(column, justify="left" if column == "task" else "right")
     rows = []
     for name in a["scores"]:

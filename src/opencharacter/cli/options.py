@@ -66,12 +66,22 @@ Workers = Annotated[
 ]
 Temperature = Annotated[float | None, typer.Option("--temperature", help="Sampling temperature.")]
 MaxTokens = Annotated[int | None, typer.Option("--max-tokens", help="Max generated tokens per call.")]
-RetryFailed = Annotated[bool, typer.Option("--retry-failed", help="Try again the items recorded as failed.")]
-SkipInvalid = Annotated[bool, typer.Option("--skip-invalid", help="Skip malformed input records and report them.")]
-DryRun = Annotated[
-    bool, typer.Option("--dry-run", help="Count the items and calls still to make; call no model, write nothing.")
+# metavar="" on flags: typer 0.29 shows every bool option's type (`--quiet -q <bool>`), which reads as if
+# it took a value; flags take none. Older typer versions showed nothing there, as this does.
+FLAG = ""
+RetryFailed = Annotated[
+    bool, typer.Option("--retry-failed", help="Try again the items recorded as failed.", metavar=FLAG)
 ]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+SkipInvalid = Annotated[
+    bool, typer.Option("--skip-invalid", help="Skip malformed input records and report them.", metavar=FLAG)
+]
+DryRun = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run", help="Count the items and calls still to make; call no model, write nothing.", metavar=FLAG
+    ),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", metavar=FLAG)]
 
 
 def backend_overrides(

@@ -57,11 +57,85 @@ def _fidelity_line(fidelity: dict[str, float]) -> str:
     )
 
 
-def write_reports(out: Path, summary: dict[str, Any], worst: list[dict[str, Any]]) -> dict[str, Path]:
-    radar = radar_chart(summary["scores"], out / "radar.png", f"PersonaGym tasks · {summary['model']}")
+def model_label(model: str) -> str:
+    """Name a model by what it is: the hub id of the embedded model, a trained directory's name + its base."""
+    from opencharacter.backends.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
+    from opencharacter.backends.model_loading import model_meta
+
+    if model == EMBEDDED_NAME:
+        return f"{EMBEDDED_HUB_ID} (embedded)"
+    path = Path(model)
+    if path.is_dir():
+        meta = model_meta(model)
+        base = meta.get("base_model_id") or meta.get("base_model")
+        if base == EMBEDDED_NAME:
+            base = EMBEDDED_HUB_ID
+        kind = "LoRA" if meta.get("method") == "lora" else "fine-tune"
+        return f"{path.resolve().name} ({kind} of {base})" if base else path.resolve().name
+    return model
+
+
+def _title(summary: dict[str, Any]) -> str:
+    return str(summary.get("label") or summary["model"])
+
+
+def _rationales(out: Path) -> dict[tuple[str, str], list[str]]:
+    """(question text, task) → the judges' reasons, from the evaluation's own files."""
+    import json
+
+    answers, verdicts = out / "answers.jsonl", out / "verdicts.jsonl"
+    if not (answers.is_file() and verdicts.is_file()):
+        return {}
+    question_of = {}
+    for line in answers.read_text(encoding="utf-8").splitlines():
+        if line:
+            row = json.loads(line)
+            question_of[row["question_id"]] = row["question"]
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for line in verdicts.read_text(encoding="utf-8").splitlines():
+        if line:
+            row = json.loads(line)
+            text = (row.get("rationale") or "").strip()
+            if text and row["question_id"] in question_of:
+                reasons.setdefault((question_of[row["question_id"]], row["task"]), []).append(text)
+    return reasons
+
+
+def _mean(stats: dict[str, Any] | None) -> str:
+    return f"{stats['mean']:.2f}" if stats and _number(stats.get("mean")) else "n/a"
+
+
+def _comparison_rows(summary: dict[str, Any], baseline: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for name, stats in summary["scores"].items():
+        before = baseline["scores"].get(name)
+        delta = (
+            f"{stats['mean'] - before['mean']:+.2f}"
+            if before and _number(before.get("mean")) and _number(stats.get("mean"))
+            else ""
+        )
+        rows.append((name, _mean(before), _mean(stats), delta))
+    return rows
+
+
+def write_reports(
+    out: Path,
+    summary: dict[str, Any],
+    worst: list[dict[str, Any]],
+    baseline: dict[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Markdown + HTML + radar. `summary` may carry `label` (what the model is) and `held_out`
+    (personas the model never trained on); `baseline` is another evaluation's summary, shown beside."""
+    radar = radar_chart(summary["scores"], out / "radar.png", f"PersonaGym tasks · {_title(summary)}")
     rows = _score_rows(summary)
+    reasons = _rationales(out)
+    for item in worst:
+        item.setdefault("reasons", reasons.get((item["question"], item["task"]), []))
+    held = summary.get("held_out") or []
+    side = _comparison_rows(summary, baseline) if baseline else []
+    base_name = _title(baseline) if baseline else ""
     markdown = [
-        f"# Role-play evaluation: {summary['model']}",
+        f"# Role-play evaluation: {_title(summary)}",
         "",
         f"Judges: {', '.join(summary['judges'])} · system prompt: `{summary['system_prompt']}` · "
         f"{summary['personas']} personas · {summary['verdicts']} verdicts, "
@@ -73,6 +147,28 @@ def write_reports(out: Path, summary: dict[str, Any], worst: list[dict[str, Any]
         "",
         _fidelity_line(summary["fidelity"]),
         "",
+        *(
+            [
+                f"## Against {base_name}",
+                "",
+                f"| task | {base_name} | {_title(summary)} | delta |",
+                "|---|---|---|---|",
+                *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in side),
+                "",
+            ]
+            if baseline
+            else []
+        ),
+        *(
+            [
+                f"Held out of training ({len(held)} of {summary['personas']} personas, never seen by the model):",
+                "",
+                *(f"- {persona}" for persona in held),
+                "",
+            ]
+            if held
+            else []
+        ),
         "![radar](radar.png)",
         "",
         "## Lowest-scored answers",
@@ -86,6 +182,8 @@ def write_reports(out: Path, summary: dict[str, Any], worst: list[dict[str, Any]
             ">",
             f"> A: {item['answer']}",
             "",
+            *(f"Judge: {reason}" for reason in item["reasons"]),
+            *([""] if item["reasons"] else []),
         ]
     paths = {"markdown": out / "report.md", "html": out / "report.html", "radar": radar}
     with atomic_open(paths["markdown"]) as stream:
@@ -95,20 +193,83 @@ def write_reports(out: Path, summary: dict[str, Any], worst: list[dict[str, Any]
     table = "".join(f"<tr><td>{escape(a)}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>" for a, b, c, d in rows)
     worst_html = "".join(
         f"<div class='w'><b>{escape(i['task'])}</b> — {i['score']:.1f} — {escape(i['persona'])}"
-        f"<p><i>Q:</i> {escape(i['question'])}</p><p><i>A:</i> {escape(i['answer'])}</p></div>"
+        f"<p><i>Q:</i> {escape(i['question'])}</p><p><i>A:</i> {escape(i['answer'])}</p>"
+        + "".join(f"<p class='j'><i>Judge:</i> {escape(r)}</p>" for r in i["reasons"])
+        + "</div>"
         for i in worst
     )
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation: {escape(summary["model"])}</title>
+    side_html = (
+        f"<h2>Against {escape(base_name)}</h2><table><tr><th>task</th><th>{escape(base_name)}</th>"
+        f"<th>{escape(_title(summary))}</th><th>delta</th></tr>"
+        + "".join(f"<tr><td>{escape(a)}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>" for a, b, c, d in side)
+        + "</table>"
+        if baseline
+        else ""
+    )
+    held_html = (
+        f"<p>Held out of training ({len(held)} of {summary['personas']} personas, never seen by the model):</p><ul>"
+        + "".join(f"<li>{escape(p)}</li>" for p in held)
+        + "</ul>"
+        if held
+        else ""
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>Evaluation: {escape(_title(summary))}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:860px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}.w{{border-left:3px solid #c44;padding-left:10px;margin:1em 0}}</style>
-</head><body><h1>Role-play evaluation: {escape(summary["model"])}</h1>
+</head><body><h1>Role-play evaluation: {escape(_title(summary))}</h1>
 <p>Judges: {escape(", ".join(summary["judges"]))} · system prompt: <code>{escape(summary["system_prompt"])}</code> ·
 {summary["personas"]} personas · {summary["verdicts"]} verdicts, {summary["excluded_verdicts"]} excluded</p>
 <table><tr><th>task</th><th>mean</th><th>std</th><th>personas</th></tr>{table}</table>
 <p>{escape(_fidelity_line(summary["fidelity"]))}</p>
+{side_html}{held_html}
 <img alt="radar chart" src="data:image/png;base64,{image}">
 <h2>Lowest-scored answers</h2>{worst_html}</body></html>"""
     with atomic_open(paths["html"]) as stream:
         stream.write(page)
     return paths
+
+
+def refresh_reports(
+    out: Path,
+    model: str,
+    persona_text: dict[str, str],
+    baseline_dir: Path | None = None,
+    held_out: set[str] | None = None,
+    worst_count: int = 5,
+) -> dict[str, Path]:
+    """Rewrite an evaluation's summary.json and reports with what the CLI knows beyond the runner:
+    the model's name, the baseline beside it, and which personas (ids) were held out of training."""
+    import json
+
+    from opencharacter.eval.records import Answer, Verdict
+    from opencharacter.eval.scores import question_scores
+
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    summary["label"] = model_label(model)
+    if held_out is not None:
+        summary["held_out"] = sorted(persona_text.get(p, p) for p in held_out if p in summary.get("per_persona", {}))
+    baseline = None
+    if baseline_dir is not None and (baseline_dir / "summary.json").is_file():
+        baseline = json.loads((baseline_dir / "summary.json").read_text(encoding="utf-8"))
+        summary["baseline"] = {"path": str(baseline_dir), "label": _title(baseline)}
+    verdicts = [Verdict.model_validate_json(x) for x in _lines(out / "verdicts.jsonl")]
+    answers = {a.question_id: a for a in (Answer.model_validate_json(x) for x in _lines(out / "answers.jsonl"))}
+    ranked = sorted(((score, key) for key, score in question_scores(verdicts).items()), key=lambda pair: pair[0])
+    worst = [
+        {
+            "task": task,
+            "score": score,
+            "persona": persona_text.get(persona, persona),
+            "question": answers[qid].question,
+            "answer": answers[qid].answer,
+        }
+        for score, (persona, task, qid) in ranked[:worst_count]
+        if qid in answers
+    ]
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return write_reports(out, summary, worst, baseline)
+
+
+def _lines(path: Path) -> list[str]:
+    return [line for line in path.read_text(encoding="utf-8").splitlines() if line] if path.is_file() else []

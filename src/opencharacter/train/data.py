@@ -14,6 +14,7 @@ from typing import Any
 
 from opencharacter.errors import ConfigError, InputError
 from opencharacter.hashing import content_hash
+from opencharacter.local_paths import check_data_spec
 from opencharacter.sources.reader import InvalidHandler, LoadReport, read_json_items
 
 
@@ -58,6 +59,8 @@ def load_training_data(source: str | Path, strategies: list[str] | None = None) 
         return _from_rows(rows, str(path), strategies)
     if path.is_file():
         return _from_jsonl(path, strategies)
+    if not path.exists():
+        check_data_spec(str(source))  # a missing path fails here, before `datasets` tries the hub
     import datasets
 
     # A saved directory, or a hub id the user named.

@@ -33,15 +33,24 @@ def plot_losses(history: list[dict[str, Any]], path: Path) -> Path:
 
 def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
     lora = meta["method"] == "lora"
+    base = meta.get("base_model_id") or meta["base_model"]
+    embedded = meta["base_model"] == "embedded"
     lines = [
         "---",
         "library_name: peft" if lora else "library_name: transformers",
+        f"base_model: {base}",
         "tags: [role-playing, opencharacter, trl, sft]",
         "---",
         "",
         "# Role-play model trained with opencharacter",
         "",
-        f"- base model: `{meta['base_model']}` ({'LoRA adapter' if lora else 'full fine-tune'})",
+        f"- base model: [`{base}`](https://huggingface.co/{base}) ({'LoRA adapter' if lora else 'full fine-tune'})"
+        + (
+            "; trained on opencharacter's embedded copy of it (Q4_1 GGUF, dequantised to float32), "
+            "so outputs on the original weights differ slightly"
+            if embedded
+            else ""
+        ),
         f"- data: `{meta['data']}` — {meta['train_examples']} training dialogues, "
         f"{meta['validation_examples']} validation dialogues from held-out characters, "
         f"{meta['truncated']} truncated at max_length",
@@ -50,6 +59,11 @@ def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
         f"- optimizer steps: {meta['steps']}",
         f"- final training loss: {meta['final_train_loss']}",
         f"- final validation loss: {meta['final_validation_loss']}",
+        *(
+            [f"- peak memory (RSS) while training: {meta['peak_rss_bytes'] / 2**30:.2f} GB"]
+            if meta.get("peak_rss_bytes")
+            else []
+        ),
         "",
         "Loss is computed on assistant tokens only. ![loss curves](loss.png)",
         "",
@@ -58,6 +72,19 @@ def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
         "```bash",
         f"opencharacter chat --model {out} --character 'A retired lighthouse keeper who restores clocks.'",
         "```",
+        *(
+            [
+                "",
+                "or with peft alone:",
+                "",
+                "```python",
+                "from peft import AutoPeftModelForCausalLM",
+                f"model = AutoPeftModelForCausalLM.from_pretrained('{out.name}')  # loads {base}",
+                "```",
+            ]
+            if lora
+            else []
+        ),
         "",
         "## Training configuration",
         "",

@@ -17,6 +17,7 @@ from opencharacter.errors import ConfigError, MissingDependencyError
 from opencharacter.train.config import TrainConfig
 from opencharacter.train.data import Example, dump_split, load_training_data, split_by_character
 from opencharacter.train.masking import IGNORE, tokenize_conversation
+from opencharacter.train.memory import memory_plan, peak_rss_bytes, sft_trainer_class
 from opencharacter.train.report import plot_losses, write_model_card
 
 
@@ -30,6 +31,10 @@ class TrainResult:
     losses: list[dict[str, float]] = field(default_factory=list)
     final_train_loss: float | None = None
     final_validation_loss: float | None = None
+    peak_rss: int = 0
+    """Peak resident memory of this process, bytes (includes loading data and the model)."""
+    plan: dict[str, Any] = field(default_factory=dict)
+    base_model_id: str = ""
 
 
 def _tokenize(tokenizer: Any, examples: list[Example], max_length: int) -> tuple[Any, int]:
@@ -45,10 +50,16 @@ def _tokenize(tokenizer: Any, examples: list[Example], max_length: int) -> tuple
 def _loss_line_callback() -> Any:
     from transformers import TrainerCallback
 
+    from opencharacter.train.progress import StepClock
+
     class LossLine(TrainerCallback):
-        """One short line per log: step, training loss, validation loss — instead of raw dicts."""
+        """One short line per log: step/total, loss, validation loss, rate and ETA — not raw dicts."""
 
         last = ""
+        clock: StepClock | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.clock = StepClock(state.global_step, state.max_steps)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
             if not logs:
@@ -58,7 +69,9 @@ def _loss_line_callback() -> Any:
                 parts.append(f"loss {float(logs['loss']):.4f}")
             if "eval_loss" in logs:
                 parts.append(f"validation loss {float(logs['eval_loss']):.4f}")
-            line = "  " + " · ".join(parts)
+            if self.clock is not None and len(parts) > 1:
+                parts.append(self.clock.rate_and_eta(state.global_step))
+            line = "  " + " · ".join(p for p in parts if p)
             if len(parts) > 1 and line != self.last:  # the final evaluate() repeats the last validation line
                 self.last = line
                 print(line, file=sys.stderr, flush=True)
@@ -75,7 +88,7 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTConfig
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "trl", "train") from None
     from opencharacter.backends.embedded import quiet_transformers
@@ -114,14 +127,15 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
     if len(train_set) == 0:
         raise ConfigError(f"no training dialogue keeps an answer within max_length={config.max_length}; raise it")
     has_validation = len(validation_set) > 0
+    plan = memory_plan(config, cuda)
     args = SFTConfig(
         output_dir=str(checkpoints),
         learning_rate=config.learning_rate,
         num_train_epochs=config.epochs,
         max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation,
+        per_device_train_batch_size=plan.micro_batch,
+        per_device_eval_batch_size=plan.micro_batch,
+        gradient_accumulation_steps=plan.accumulation,
         warmup_steps=config.warmup_ratio,
         lr_scheduler_type=config.scheduler,
         max_length=config.max_length,
@@ -139,9 +153,9 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
         report_to="none",
         dataloader_num_workers=0,
         disable_tqdm=True,
-        gradient_checkpointing=cuda if config.gradient_checkpointing is None else config.gradient_checkpointing,
+        gradient_checkpointing=plan.gradient_checkpointing,
     )
-    trainer = SFTTrainer(
+    trainer = sft_trainer_class(plan.chunked_loss)(
         model=model,
         args=args,
         train_dataset=train_set,
@@ -159,6 +173,9 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
 
     trainer.model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    base_id = shareable_base_id(config.model)
+    if config.method == "lora":
+        record_adapter_base(out, base_id)
     if config.merge and config.method == "lora":
         merged = trainer.model.merge_and_unload()
         merged.save_pretrained(out / "merged")
@@ -174,9 +191,16 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
         losses=history,
         final_train_loss=train_losses[-1] if train_losses else None,
         final_validation_loss=final_validation,
+        peak_rss=peak_rss_bytes(),
+        plan=plan.as_dict(),
+        base_model_id=base_id,
     )
     meta = {
+        # What this machine resolves (e.g. 'embedded' → its converted files) and what others load.
         "base_model": config.model,
+        "base_model_id": base_id,
+        "memory_plan": result.plan,
+        "peak_rss_bytes": result.peak_rss,
         "method": config.method,
         "system_prompt_version": data.system_prompt_version,
         "data": str(data_source),
@@ -194,3 +218,20 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
     plot_losses(history, out / "loss.png")
     write_model_card(out, meta)
     return result
+
+
+def shareable_base_id(model: str) -> str:
+    """The base model as anyone can load it: the hub id of the embedded model, else what was given."""
+    from opencharacter.backends.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
+
+    return EMBEDDED_HUB_ID if model == EMBEDDED_NAME else model
+
+
+def record_adapter_base(out: Path, base_id: str) -> None:
+    """peft writes the path the base was loaded from (here, this machine's cache): name the hub id,
+    so plain peft / transformers / vLLM load the adapter anywhere. Our own loader still resolves
+    the local files through `opencharacter.json`."""
+    path = out / "adapter_config.json"
+    adapter = json.loads(path.read_text(encoding="utf-8"))
+    adapter["base_model_name_or_path"] = base_id
+    path.write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,0 +1,69 @@
+"""Next-token loss on answer tokens without materialising full-vocabulary logits.
+
+A causal LM's forward projects every position onto the whole vocabulary (49 152 entries for
+SmolLM2): at batch 8 × 1024 tokens that is 1.6 GB of fp32 logits, and their softmax and gradient
+are as large again. TRL's fused LM head avoids this on GPUs, but on CPU it scores tiles of
+4096 tokens × 32 768 vocabulary entries with plain torch ops, whose temporaries alone reach
+gigabytes. Here the backbone's hidden states at the labelled positions only (answers-only loss
+leaves the rest at −100) are scored in small chunks, each under activation checkpointing, so at most
+one chunk's logits exist at a time, in the forward and in the backward pass.
+
+The value is exactly the usual one: the sum of the token losses divided by `num_items_in_batch`
+(the labelled tokens of the whole accumulated batch, as transformers' Trainer passes it), or by the
+labelled tokens of this micro-batch when it is not given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+IGNORE = -100
+CHUNK_TOKENS = 256
+"""Positions scored per chunk: 256 × 49 152 fp32 logits = 48 MB, small next to the model."""
+
+
+def _chunk_loss(hidden: Any, weight: Any, bias: Any, targets: Any) -> Any:
+    import torch
+
+    logits = torch.nn.functional.linear(hidden, weight, bias).float()
+    return torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+
+
+def chunked_answer_loss(
+    hidden: Any, labels: Any, lm_head: Any, num_items_in_batch: Any = None, chunk: int = CHUNK_TOKENS
+) -> Any:
+    """Summed cross-entropy of `lm_head(hidden)` against the next-token `labels`, over labelled positions.
+
+    `hidden` is the backbone's last hidden state `[batch, seq, dim]`, `labels` the unshifted labels
+    `[batch, seq]` (−100 where no loss is wanted), as a causal LM's own forward takes them.
+    """
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    shifted = labels[:, 1:]
+    mask = shifted != IGNORE
+    states = hidden[:, :-1][mask]
+    targets = shifted[mask]
+    # Zero labelled tokens still yields a differentiable zero, so backward() works on such a batch.
+    total = hidden.sum() * 0.0
+    for start in range(0, targets.numel(), chunk):
+        piece = slice(start, start + chunk)
+        total = total + checkpoint(
+            _chunk_loss, states[piece], lm_head.weight, lm_head.bias, targets[piece], use_reentrant=False
+        )
+    count = mask.sum() if num_items_in_batch is None else num_items_in_batch
+    return total / torch.as_tensor(count, device=total.device).clamp(min=1)
+
+
+def backbone_and_head(model: Any) -> tuple[Any, Any]:
+    """The decoder stack and the LM head of a causal LM, through a peft wrapper if there is one."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return base.get_decoder(), base.get_output_embeddings()
+
+
+def answer_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
+    """The model's loss on `inputs` (input_ids, attention_mask, labels, …) computed chunk by chunk."""
+    backbone, head = backbone_and_head(model)
+    kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
+    hidden = backbone(**kwargs, use_cache=False).last_hidden_state
+    return chunked_answer_loss(hidden, inputs["labels"], head, num_items_in_batch)

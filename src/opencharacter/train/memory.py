@@ -1,0 +1,82 @@
+"""How training fits in a laptop's memory on CPU: micro-batches, checkpointing, a chunked loss.
+
+Measured on the embedded 135M model (bench/train_memory.py): at the old CPU defaults (batch 8 ×
+1024 tokens, full logits, no checkpointing) one step needs more than 20 GB. Three things bring it
+down, each without changing what is learned:
+
+- micro-batches of at most `micro_batch_tokens` tokens, with gradient accumulation making up the
+  configured batch (transformers normalises by the labelled tokens of the whole accumulated batch,
+  so the loss and its gradient are those of the full batch);
+- gradient checkpointing once a micro-batch holds enough tokens for activations to dominate;
+- the chunked answers-only loss of `train/loss.py`.
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from opencharacter.config import TrainConfig
+
+CHECKPOINTING_FROM_TOKENS = 512
+"""Below this many tokens per micro-batch activations are small and recomputing them only costs time."""
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    micro_batch: int
+    accumulation: int
+    gradient_checkpointing: bool
+    chunked_loss: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def memory_plan(config: TrainConfig, cuda: bool) -> MemoryPlan:
+    """The micro-batch, accumulation, checkpointing and loss that make `config`'s batch fit."""
+    micro = config.batch_size
+    if not cuda and config.micro_batch_tokens is not None:
+        fits = max(1, config.micro_batch_tokens // config.max_length)
+        # The largest divisor of the batch that fits, so the effective batch is exactly the configured one.
+        micro = max(d for d in range(1, config.batch_size + 1) if config.batch_size % d == 0 and d <= fits)
+    accumulation = config.gradient_accumulation * (config.batch_size // micro)
+    checkpointing = config.gradient_checkpointing
+    if checkpointing is None:
+        checkpointing = cuda or micro * config.max_length >= CHECKPOINTING_FROM_TOKENS
+    chunked = (not cuda) if config.chunked_loss is None else config.chunked_loss
+    return MemoryPlan(micro, accumulation, checkpointing, chunked)
+
+
+def sft_trainer_class(chunked_loss: bool) -> Any:
+    """TRL's SFTTrainer, or the same with the loss computed by `train/loss.py`."""
+    from trl import SFTTrainer
+
+    if not chunked_loss:
+        return SFTTrainer
+
+    from opencharacter.train.loss import answer_loss
+
+    class ChunkedLossSFTTrainer(SFTTrainer):
+        """Only `compute_loss` differs: same value, computed without full-vocabulary logits.
+        (TRL's token-accuracy and entropy metrics, which need those logits, are not logged.)"""
+
+        def compute_loss(
+            self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+        ) -> Any:
+            loss = answer_loss(model, inputs, num_items_in_batch)
+            return (loss, {"loss": loss}) if return_outputs else loss
+
+    return ChunkedLossSFTTrainer
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def format_bytes(count: float) -> str:
+    return f"{count / 2**30:.2f} GB" if count >= 2**30 else f"{count / 2**20:.0f} MB"
