@@ -22,7 +22,7 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
 
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     lines = [
-        "Hello there",  # the server answers 500: reported, the chat goes on
+        "Hello there",  # the server answers 500 twice (the backend re-sends once): reported, the chat goes on
         "Hello there",
         f"/save {first}",
         f"/character {KEEPER}",
@@ -34,7 +34,7 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
         "/quit",
         "never read",
     ]
-    with serve_in_thread(Recording(faults=Faults(server_errors=1))) as url:
+    with serve_in_thread(Recording(faults=Faults(server_errors=2))) as url:
         done = subprocess.run(
             [sys.executable, "-m", "opencharacter", "chat", "--backend", "openai", "--base-url", url,
              "--model", "served", "--character", SAILOR],
@@ -52,8 +52,8 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
     assert [m["role"] for m in saved] == ["system", "user", "assistant"]
     assert SAILOR in saved[0]["content"] and saved[2]["content"] == "echo: Hello there"
     # After switching, the keeper answers from a fresh history; /reset clears it again.
-    assert len(seen) == 3  # the failed call, then one per answered message; /quit stopped the rest
-    keeper_call = seen[2]["messages"]
+    assert len(seen) == 4  # the failed call and its re-send, then one per answered message; /quit stopped the rest
+    keeper_call = seen[3]["messages"]
     assert KEEPER in keeper_call[0]["content"] and [m["role"] for m in keeper_call] == ["system", "user"]
     after_reset = json.loads(second.read_text())["messages"]
     assert len(after_reset) == 1 and KEEPER in after_reset[0]["content"]
