@@ -6,13 +6,14 @@ open a `RunSession`, hand stages and lazily made work items to its executor, `ex
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from opencharacter.config import (
     BackendConfig,
     ExecutorConfig,
     InstructionSource,
+    ModelPrice,
     PipelineConfig,
     ProfilesConfig,
     SynthesisConfig,
@@ -151,9 +152,11 @@ def run_profiles(
     show_progress: bool = True,
     reporter: Reporter | None = None,
     record: dict | None = None,
+    prices: Mapping[str, ModelPrice] | None = None,
 ) -> RunSession:
     """`opencharacter profiles`: one profile per persona into `run_dir` (created if missing)."""
     session = RunSession(Path(run_dir), backend, "profiles", show_progress, executor or ExecutorConfig())
+    session.use_prices(prices)
     session.record_config("profiles", {**(record or {}), **config.model_dump(mode="json")})
 
     async def steps() -> None:
@@ -175,12 +178,14 @@ def run_synthesis(
     show_progress: bool = True,
     reporter: Reporter | None = None,
     record: dict | None = None,
+    prices: Mapping[str, ModelPrice] | None = None,
 ) -> RunSession:
     """`opencharacter synthesize`: dialogues for each source's strategies, in an existing run."""
     session = RunSession(
         Path(run_dir), backend, "synthesize", show_progress, executor or ExecutorConfig(), create=False
     )
     try:
+        session.use_prices(prices)
         stage = DialogueStage(config, session.backend.model_id)
         check_synthesis(session, stage, sorted({s for src, _, _ in loaded for s in src.strategies}), record=False)
         session.record_config("synthesis", {**(record or {}), **config.model_dump(mode="json")})
@@ -212,6 +217,7 @@ def run_pipeline(
     with RunLock(run, "run"):
         session = RunSession(run, pipeline.backend, "run", not quiet, pipeline.executor)
         try:
+            session.use_prices(pipeline.prices)
             session.check_settings("profiles", profile_stage(session, pipeline.profiles).settings, record=False)
             strategies = sorted({s for source, _, _ in loaded for s in source.strategies})
             check_synthesis(session, DialogueStage(pipeline.synthesis, session.backend.model_id), strategies, False)

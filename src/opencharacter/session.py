@@ -17,13 +17,13 @@ import asyncio
 import signal
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opencharacter.backends import Backend, build_backend
-from opencharacter.config import BackendConfig, ExecutorConfig
+from opencharacter.config import BackendConfig, ExecutorConfig, ModelPrice
 from opencharacter.engine import Engine, EngineStats
 from opencharacter.engine.progress import StageProgress
 from opencharacter.errors import ConfigError, Interrupted, RunIncomplete
@@ -81,6 +81,7 @@ class RunSession:
     progress: StageProgress = field(init=False)
     executor: Executor = field(init=False)
     results: list[StageResult] = field(default_factory=list)
+    prices: dict[str, ModelPrice] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.run_dir = Path(self.run_dir)
@@ -156,6 +157,21 @@ class RunSession:
         if before is None and record:
             recorded[key] = settings
             self.store.set_meta("settings", recorded)
+
+    def use_prices(self, prices: Mapping[str, ModelPrice] | None) -> None:
+        """Price this command's tokens in the summary, and keep the list with the run so the dataset
+        card (rewritten by every later command) prices the whole run."""
+        from opencharacter.costs import record_prices
+
+        self.prices = dict(prices or {})
+        record_prices(self.store, self.prices)
+
+    def command_cost(self) -> float | None:
+        """US$ for the tokens this command spent, when the teacher has a price."""
+        from opencharacter.costs import price_of
+
+        stats = self.stats
+        return price_of(stats.prompt_tokens, stats.completion_tokens, self.prices.get(self.backend.model_id))
 
     def record_config(self, key: str, value: Any) -> None:
         history = self.store.get_meta("commands", [])

@@ -14,13 +14,13 @@ pairings, and the characters (`synthesize` pairs each instruction with character
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig, SynthesisConfig
+from opencharacter.config import BackendConfig, ExecutorConfig, ModelPrice, ProfilesConfig, SynthesisConfig
 from opencharacter.engine import EngineStats
 from opencharacter.errors import ConfigError
 from opencharacter.executors import Executor, Stage, StageResult, WorkItem
@@ -118,10 +118,12 @@ def run_profiles_shard(
     show_progress: bool = True,
     reporter: Reporter | None = None,
     record: dict | None = None,
+    prices: Mapping[str, ModelPrice] | None = None,
 ) -> RunSession:
     """`profiles --shard i/N`: profiles for this shard's personas, into RUN/shards/<i>-of-<N>/."""
     _check_executor(executor)
     session = _shard_session(Path(run_dir), shard, backend, "profiles", show_progress)
+    session.use_prices(prices)
     session.record_config("profiles", {**(record or {}), **config.model_dump(mode="json")})
 
     async def steps() -> None:
@@ -145,6 +147,7 @@ def run_synthesis_shard(
     show_progress: bool = True,
     reporter: Reporter | None = None,
     record: dict | None = None,
+    prices: Mapping[str, ModelPrice] | None = None,
 ) -> RunSession:
     """`synthesize --shard i/N`: this shard's dialogues, paired with the run's merged characters."""
     _check_executor(executor)
@@ -156,6 +159,7 @@ def run_synthesis_shard(
         )
     session = _shard_session(run_dir, shard, backend, "synthesize", show_progress)
     try:
+        session.use_prices(prices)
         stage = DialogueStage(config, session.backend.model_id)
         check_synthesis(session, stage, sorted({s for src, _, _ in loaded for s in src.strategies}), record=False)
         session.record_config("synthesis", {**(record or {}), **config.model_dump(mode="json")})

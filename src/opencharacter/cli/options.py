@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import Field
 
 from opencharacter.config import (
     BackendConfig,
+    Config,
     ExecutorConfig,
+    ModelPrice,
     PipelineConfig,
     build,
     check_top_level,
@@ -112,6 +115,15 @@ def executor_overrides(kind: str | None, address: str | None, workers: int | Non
 
 def executor_config(data: dict[str, Any], overrides: dict[str, Any], source: str) -> ExecutorConfig:
     return build(ExecutorConfig, merge(data.get("executor") or {}, overrides), f"{source}: executor")
+
+
+class _PricesSection(Config):
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+
+
+def prices(data: dict[str, Any], source: str) -> dict[str, ModelPrice]:
+    """The YAML's `prices:` (US$ per million tokens per model), validated like every section."""
+    return build(_PricesSection, {"prices": data.get("prices") or {}}, source).prices
 
 
 def sampling_overrides(temperature: float | None, max_tokens: int | None) -> dict[str, Any]:

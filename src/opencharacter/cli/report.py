@@ -15,6 +15,9 @@ from opencharacter.session import Reporter
 from opencharacter.sources import LoadReport
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from opencharacter.config import ModelPrice
     from opencharacter.dry_run import StagePlan
     from opencharacter.filters import FilterReport
     from opencharacter.session import RunSession
@@ -56,6 +59,14 @@ def print_summary(session: RunSession) -> None:
         f"tokens: {stats.prompt_tokens} in, {stats.completion_tokens} out "
         f"({stats.tokens_per_second():.1f} tok/s) · wall {wall:.1f}s"
     )
+    cost = session.command_cost()
+    if cost is not None:
+        model = escape(session.backend.model_id)
+        console.print(f"cost of this command: US$ {cost:.4f} ({model}; the whole run's is in its README.md)")
+    endpoints = session.backend.endpoint_stats()
+    if len(endpoints) > 1 or any(e.failures or e.rate_limited or e.hedges for e in endpoints):
+        for endpoint in endpoints:
+            console.print(f"  {escape(endpoint.line())}")
     files = f"{CHARACTERS}, {DIALOGUES}, {FAILURES}, README.md, store.sqlite"
     console.print(f"run directory: {escape(str(session.run_dir))}  ({files})")
     reasons = session.failure_reasons()
@@ -77,8 +88,12 @@ def print_filter_report(target: Path, report: FilterReport) -> None:
         console.print(f"  note: {escape(note)}")
 
 
-def print_plan(plans: list[StagePlan]) -> None:
-    """The `--dry-run` table: per stage, items by state and the calls still to make."""
+def print_plan(plans: list[StagePlan], prices: Mapping[str, ModelPrice] | None = None) -> None:
+    """The `--dry-run` table: per stage, items by state and the calls still to make.
+
+    With `prices:` in the config, an upper bound of the cost too: every call priced at its prompt
+    length and its full `max_tokens` (answers usually stop earlier; the run's README prices what was spent).
+    """
     table = Table(title="dry run: nothing was called or written", title_justify="left")
     columns = (
         "stage",
@@ -108,6 +123,18 @@ def print_plan(plans: list[StagePlan]) -> None:
         "calls count first attempts (retries after invalid output come on top); prompt tokens ≈ characters / 4; "
         "failed-before items are skipped unless --retry-failed"
     )
+    if prices:
+        _print_price_bounds(plans, prices)
+
+
+def _print_price_bounds(plans: list[StagePlan], prices: Mapping[str, ModelPrice]) -> None:
+    from opencharacter.costs import price_of
+
+    prompt = sum(plan.prompt_tokens for plan in plans)
+    completion = sum(plan.completion_cap for plan in plans)
+    for model, price in prices.items():
+        cost = price_of(prompt, completion, price)
+        console.print(f"at most US$ {cost:.2f} at {escape(model)}'s price (every call at its full max_tokens)")
 
 
 class ConsoleReporter(Reporter):

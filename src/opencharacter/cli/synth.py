@@ -66,12 +66,13 @@ def profiles(
         personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit
     )
     print_loads([report])
+    prices = opt.prices(data, source)
     if dry_run:
-        print_plan(dry_run_profiles(run, loaded, stage_config, backend_config, retry_failed))
+        print_plan(dry_run_profiles(run, loaded, stage_config, backend_config, retry_failed), prices)
         return
     sharded(run_profiles, shard)(
         run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
-        show_progress=not quiet, reporter=ConsoleReporter(), record={"personas": str(personas)},
+        show_progress=not quiet, reporter=ConsoleReporter(), record={"personas": str(personas)}, prices=prices,
     )  # fmt: skip
 
 
@@ -130,13 +131,14 @@ def synthesize_command(
     ]
     loaded = load_instruction_sources(sources, skip_invalid)
     print_loads([report for _, _, report in loaded])
+    prices = opt.prices(data, source)
     if dry_run:
-        print_plan(dry_run_synthesis(run, loaded, stage_config, backend_config, retry_failed))
+        print_plan(dry_run_synthesis(run, loaded, stage_config, backend_config, retry_failed), prices)
         return
     sharded(run_synthesis, shard)(
         run, loaded, stage_config, backend_config, executor=executor_config, retry_failed=retry_failed,
         show_progress=not quiet, reporter=ConsoleReporter(),
-        record={"instructions": [str(p) for p in instructions], "strategies": strategy},
+        record={"instructions": [str(p) for p in instructions], "strategies": strategy}, prices=prices,
     )  # fmt: skip
 
 
