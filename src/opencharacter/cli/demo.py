@@ -155,7 +155,7 @@ def demo(
     """Run everything on bundled sample data with the embedded model (about 9 minutes on 2 CPU cores)."""
     backend_config = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     config = demo_config(run, personas, instructions, per_instruction, backend_config)
-    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter())
+    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter(), fail_on_incomplete=False)
     trained = demo_train(run_dir) if train else None
     report = demo_eval(run_dir, trained) if trained and evaluate else None
     console.print(
