@@ -186,7 +186,7 @@ def demo(
     names = ["synthesis", *(["training"] if train else []), *(["evaluation"] if train and evaluate else [])]
     phases = DemoPhases.load(names)
     phases.start("synthesis", f"profiles for {personas} personas, dialogues for {instructions} instructions, exports")
-    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter())
+    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter(), fail_on_incomplete=False)
     cards, count = export_demo_cards(run_dir)
     console.print(f"  {count} Character Cards (V2, JSON and PNG) in {cards}")
     phases.done()

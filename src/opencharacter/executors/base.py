@@ -15,64 +15,22 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
+
+from opencharacter.stages.base import Generate, Stage, WorkItem
 
 if TYPE_CHECKING:
     from opencharacter.config import BackendConfig, ExecutorConfig
     from opencharacter.engine import Engine, EngineStats
     from opencharacter.engine.progress import StageProgress
-    from opencharacter.records import ChatRequest, Completion
     from opencharacter.store import RunStore
 
-Payload = TypeVar("Payload")
-Payload_contra = TypeVar("Payload_contra", contravariant=True)
-Record_co = TypeVar("Record_co", bound=BaseModel, covariant=True)
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class WorkItem(Generic[Payload]):
-    """One unit of a stage's work. `id` is the record id (resume skips ids the store holds);
-    `sort_key` orders the output files, so they never depend on which call finished first."""
-
-    id: str
-    sort_key: str
-    payload: Payload
-
-
-class Generate(Protocol):
-    """What an executor hands a stage: the engine's `generate_parsed`, one structured call.
-
-    Calls until `parse` accepts a completion (at most `max_attempts`, numbered from `first_attempt`
-    so that a retried item makes fresh calls) and returns the parsed value and the attempts used.
-    Raises `ParseError` when every attempt was invalid and `BackendError` when a call failed.
-    """
-
-    async def __call__(
-        self,
-        request: ChatRequest,
-        parse: Callable[[Completion], T],
-        *,
-        prompt_id: str,
-        max_attempts: int,
-        first_attempt: int = 0,
-    ) -> tuple[T, int]: ...
-
-
-class Stage(Protocol[Payload_contra, Record_co]):
-    """A picklable callable that turns one work item into one record, through `generate` only."""
-
-    name: str
-    """The store's stage name: records and failures are filed under it (e.g. `profiles`)."""
-    max_attempts: int
-    """Tries per call before the item is recorded as failed (used for its attempt count)."""
-
-    async def __call__(self, item: WorkItem[Payload_contra], generate: Generate, first_attempt: int) -> Record_co: ...
+__all__ = ["Executor", "ExecutorContext", "Generate", "Stage", "StageResult", "WorkItem", "failure_reason"]
 
 
 _AFTER_ATTEMPTS = re.compile(r" \(after \d+ attempts\)$")

@@ -14,7 +14,6 @@ from typing import Any
 
 from opencharacter.config import SynthesisConfig
 from opencharacter.errors import ParseError
-from opencharacter.executors.base import Generate, WorkItem
 from opencharacter.hashing import content_hash
 from opencharacter.prompts import PromptTemplate, load_prompt
 from opencharacter.records import (
@@ -26,6 +25,7 @@ from opencharacter.records import (
     Instruction,
     Strategy,
 )
+from opencharacter.stages.base import Generate, WorkItem
 from opencharacter.system_prompt import system_template
 
 STAGE = "dialogues"

@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from opencharacter.errors import ParseError
-from opencharacter.executors.base import Generate, WorkItem
 from opencharacter.prompts import PromptTemplate, load_prompt
 from opencharacter.records import Character, ChatRequest, Completion, Persona, Profile, Sampling
+from opencharacter.stages.base import Generate, WorkItem
 
 STAGE = "profiles"
 PROFILE_SCHEMA = Profile.model_json_schema()
