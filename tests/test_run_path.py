@@ -202,3 +202,10 @@ def test_dry_run_counts_what_is_left_and_the_real_run_makes_exactly_those_calls(
     assert code == 0 and len(rows) == 2 and read_jsonl(run / "dialogues.jsonl") == []
     code, _, err = synthesize(run_cli, run, *args)
     assert code == 0 and f"calls: {planned} new" in err  # multi-turn generate: one call per turn
+
+
+def test_a_file_as_run_directory_is_one_clear_line(tmp_path, run_cli, personas_file):
+    taken = tmp_path / "taken"
+    taken.write_text("not a run", encoding="utf-8")
+    code, _, err = profiles(run_cli, personas_file, taken, 1)
+    assert code == 2 and err.strip().splitlines()[-1] == f"error: {taken} exists and is not a directory"

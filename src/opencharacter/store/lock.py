@@ -42,7 +42,12 @@ class RunLock:
         self._key: Path | None = None
 
     def acquire(self) -> RunLock:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise ConfigError(f"{self.run_dir} exists and is not a directory")
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from None
         key = self.run_dir.resolve()
         if key in _held:
             stream, depth = _held[key]
