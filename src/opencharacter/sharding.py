@@ -28,11 +28,13 @@ from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finish
 from opencharacter.pipeline import LoadedSource, check_synthesis, make_profiles, synthesize
 from opencharacter.records import Persona
 from opencharacter.session import Reporter, RunSession, execute
+from opencharacter.stages import pairing
+from opencharacter.stages import profiles as profile_stage
 from opencharacter.stages.dialogues import DialogueStage
 from opencharacter.store import RunStore
 from opencharacter.store.run_store import STORE_FILE
 
-SEEDED_STAGES = ("profiles", "pairings")
+SEEDED_STAGES = (profile_stage.STAGE, pairing.STAGE)
 """Records a shard needs from the run: every character (for pairing) and the pairings drawn so far."""
 
 
