@@ -34,7 +34,8 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
         "/quit",
         "never read",
     ]
-    with serve_in_thread(Recording(faults=Faults(server_errors=1))) as url:
+    # Two 500s: the openai backend re-sends a failed call once by itself, so one would not show.
+    with serve_in_thread(Recording(faults=Faults(server_errors=2))) as url:
         done = subprocess.run(
             [sys.executable, "-m", "opencharacter", "chat", "--backend", "openai", "--base-url", url,
              "--model", "served", "--character", SAILOR],
@@ -52,8 +53,8 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
     assert [m["role"] for m in saved] == ["system", "user", "assistant"]
     assert SAILOR in saved[0]["content"] and saved[2]["content"] == "echo: Hello there"
     # After switching, the keeper answers from a fresh history; /reset clears it again.
-    assert len(seen) == 3  # the failed call, then one per answered message; /quit stopped the rest
-    keeper_call = seen[2]["messages"]
+    assert len(seen) == 4  # the failed call (sent twice), then one per answered message; /quit stopped the rest
+    keeper_call = seen[3]["messages"]
     assert KEEPER in keeper_call[0]["content"] and [m["role"] for m in keeper_call] == ["system", "user"]
     after_reset = json.loads(second.read_text())["messages"]
     assert len(after_reset) == 1 and KEEPER in after_reset[0]["content"]
