@@ -4,7 +4,8 @@ A local OpenAI-compatible server (its own process) serves at most SLOTS requests
 after a fixed latency, and answers 429 (no Retry-After) beyond that: a rate-limited API or a full
 vLLM queue. N distinct requests go through the real engine at `--concurrency` (128 by default).
 Ideal = N × latency / SLOTS. Printed per slot count: wall time, ratio to the ideal, items failed,
-429s the server sent, engine retries spent, client CPU ms per request; with AIMD on and off.
+429s the server sent, engine retries spent, client CPU ms per request; with AIMD on and off, and a
+reference client fixed at exactly the server's slots (what the machine itself allows).
 
     python bench/rate_control.py                       # 16 and 4 slots, 1500 requests, 50 ms
     python bench/rate_control.py --slots 16 --requests 3000 --latency 0.1
@@ -106,19 +107,21 @@ def main() -> None:
         f"--concurrency {args.concurrency}, server answers 429 beyond its slots"
     )
     print(
-        f"{'slots':>5}{'AIMD':>6}{'wall s':>9}{'ideal s':>9}{'ratio':>7}{'failed':>8}{'429s':>7}"
+        f"{'slots':>5}{'conc.':>6}{'AIMD':>6}{'wall s':>9}{'ideal s':>9}{'ratio':>7}{'failed':>8}{'429s':>7}"
         f"{'retries':>9}{'peak':>6}{'CPU ms/req':>12}"
     )
     with tempfile.TemporaryDirectory() as tmp:
         for slots in args.slots:
-            for adaptive in (True, False):
+            # The last row is the reference: a client fixed at exactly the server's slots (never
+            # rejected), i.e. what this machine can do; compare the AIMD row with it, not only the ideal.
+            for adaptive, concurrency in ((True, args.concurrency), (False, args.concurrency), (False, slots)):
                 process, root = start_server(args.latency, slots)
                 try:
                     before = server_counts(root)
                     wall, cpu = time.perf_counter(), time.process_time()
-                    tag = f"s{slots}-{adaptive}"
+                    tag = f"s{slots}-{adaptive}-{concurrency}"
                     failed, retries = asyncio.run(
-                        drive(f"{root}/v1", args.requests, args.concurrency, adaptive, Path(tmp) / tag, tag)
+                        drive(f"{root}/v1", args.requests, concurrency, adaptive, Path(tmp) / tag, tag)
                     )
                     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
                     after = server_counts(root)
@@ -128,8 +131,9 @@ def main() -> None:
                 ideal = args.requests * args.latency / slots
                 rejected = after["rejected"] - before["rejected"]
                 print(
-                    f"{slots:>5}{'on' if adaptive else 'off':>6}{wall:>9.2f}{ideal:>9.2f}{wall / ideal:>7.2f}"
-                    f"{failed:>8}{rejected:>7}{retries:>9}{after['peak']:>6}{cpu / args.requests * 1000:>12.2f}"
+                    f"{slots:>5}{concurrency:>6}{'on' if adaptive else 'off':>6}{wall:>9.2f}{ideal:>9.2f}"
+                    f"{wall / ideal:>7.2f}{failed:>8}{rejected:>7}{retries:>9}{after['peak']:>6}"
+                    f"{cpu / args.requests * 1000:>12.2f}"
                 )
 
 

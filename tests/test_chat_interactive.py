@@ -22,7 +22,7 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
 
     first, second = tmp_path / "first.json", tmp_path / "second.json"
     lines = [
-        "Hello there",  # the server answers 500 twice (the backend re-sends once): reported, the chat goes on
+        "Hello there",  # the server answers 500: reported, the chat goes on
         "Hello there",
         f"/save {first}",
         f"/character {KEEPER}",
@@ -34,6 +34,7 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
         "/quit",
         "never read",
     ]
+    # Two 500s: the openai backend re-sends a failed call once by itself, so one would not show.
     with serve_in_thread(Recording(faults=Faults(server_errors=2))) as url:
         done = subprocess.run(
             [sys.executable, "-m", "opencharacter", "chat", "--backend", "openai", "--base-url", url,
@@ -52,7 +53,7 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
     assert [m["role"] for m in saved] == ["system", "user", "assistant"]
     assert SAILOR in saved[0]["content"] and saved[2]["content"] == "echo: Hello there"
     # After switching, the keeper answers from a fresh history; /reset clears it again.
-    assert len(seen) == 4  # the failed call and its re-send, then one per answered message; /quit stopped the rest
+    assert len(seen) == 4  # the failed call (sent twice), then one per answered message; /quit stopped the rest
     keeper_call = seen[3]["messages"]
     assert KEEPER in keeper_call[0]["content"] and [m["role"] for m in keeper_call] == ["system", "user"]
     after_reset = json.loads(second.read_text())["messages"]

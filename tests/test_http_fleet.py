@@ -178,10 +178,11 @@ def test_requests_per_minute_cap_spaces_the_requests(tmp_path):
         return await server(payload)
 
     with serve_in_thread(timed) as url:
-        results, _, _ = run_calls(tmp_path, url, count=30, requests_per_minute=1200)  # 20/s, bursts of 20
+        results, _, _ = run_calls(tmp_path, url, count=40, requests_per_minute=1200)  # 20/s, bursts of 20
     assert all(isinstance(r, Completion) for r in results)
-    # whatever the machine's speed, the cap guarantees this lower bound on the span
-    assert seen[-1] - seen[0] >= (30 - 20) / 20 * 0.9
+    # Whatever the machine's speed, the cap guarantees this lower bound on the span of the sends;
+    # 0.3 s allow for the first arrival being late (connection set-up on a loaded machine).
+    assert seen[-1] - seen[0] >= (40 - 20) / 20 - 0.3
 
 
 def test_tokens_per_minute_cap_spaces_the_requests(tmp_path):
@@ -196,7 +197,7 @@ def test_tokens_per_minute_cap_spaces_the_requests(tmp_path):
     with serve_in_thread(timed) as url:
         results, _, _ = run_calls(tmp_path, url, count=30, tokens_per_minute=6000)
     assert all(isinstance(r, Completion) for r in results)
-    assert seen[-1] - seen[0] >= (30 * 8 - 100) / 100 * 0.9
+    assert seen[-1] - seen[0] >= (30 * 8 - 100) / 100 - 0.3
 
 
 # -- hedging and the adaptive deadline --------------------------------------------------------

@@ -132,15 +132,17 @@ class _Race:
         delay = max(HEDGE_FLOOR, HEDGE_MULTIPLIER * (window.percentile(0.95) or 0.0))
         hedging = self.backend.config.hedging
         if hedging and self.hedged < MAX_HEDGES and elapsed >= delay * (self.hedged + 1):
-            self._hedge()
+            # Past three times the hedge delay a call is a clear outlier: hedge it even when the
+            # budget is spent (by calls that were merely slow), rather than wait for the deadline.
+            self._hedge(force=elapsed >= delay * (self.hedged + 3))
         due = [delay * (self.hedged + 1) - elapsed] if hedging and self.hedged < MAX_HEDGES else []
         if deadline is not None:
             due.append(deadline - elapsed)
         if due:
             self.timer = self.loop.call_later(max(0.25, min(due)), self._check)
 
-    def _hedge(self) -> None:
-        if self.result.done() or not self.backend._may_hedge():
+    def _hedge(self, force: bool = False) -> None:
+        if self.result.done() or not self.backend._may_hedge(force):
             return
         self.hedged += 1
         self.launch(self.first, hedge=True)
@@ -330,8 +332,8 @@ class OpenAIBackend(Backend):
 
     # -- hedging and deadlines -------------------------------------------------------------
 
-    def _may_hedge(self) -> bool:
-        if self._hedges >= HEDGE_BUDGET * self._calls + 1:
+    def _may_hedge(self, force: bool = False) -> bool:
+        if not force and self._hedges >= HEDGE_BUDGET * self._calls + 1:
             return False
         self._hedges += 1
         return True
