@@ -215,6 +215,7 @@ def local_generation(batch_size: int, batches: int, max_tokens: int, temperature
         wall, cpu = statistics.median(r[1] for r in runs), statistics.median(r[2] for r in runs)
         rates[name] = (statistics.median(r[0] / r[1] for r in runs), statistics.median(r[0] / r[2] for r in runs))
         print(f"{name:<22}{tokens:>8.0f}{wall:>9.2f}{rates[name][0]:>9.1f}{cpu:>9.2f}{rates[name][1]:>11.1f}")
+        print(f"{'':<4}each run, wall s: {' '.join(f'{r[1]:.1f}' for r in runs)}")
     by_wall = rates["transformers backend"][0] / rates["plain model.generate"][0]
     by_cpu = rates["transformers backend"][1] / rates["plain model.generate"][1]
     print(f"backend / plain throughput: {by_wall:.2f}x by wall time, {by_cpu:.2f}x by CPU time (target >= 0.9)")
