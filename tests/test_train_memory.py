@@ -64,7 +64,8 @@ def test_chunked_answer_loss_equals_the_models_own_loss_and_gradient(model_and_t
     )
     (got,) = torch.autograd.grad(loss, layer)
     assert torch.allclose(loss, reference, atol=1e-5), (loss, reference)
-    assert torch.allclose(got, expected, rtol=1e-3, atol=1e-7)
+    # fp32 sums in another order: compare the gradient as a whole, relative to its size.
+    assert float((got - expected).norm() / expected.norm()) < 1e-4
     # With num_items_in_batch (gradient accumulation), the sum is divided by the whole batch's count.
     total = answer_loss(model, inputs, num_items_in_batch=1000)
     labelled = int((inputs["labels"][:, 1:] != IGNORE).sum())

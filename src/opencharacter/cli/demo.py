@@ -69,7 +69,18 @@ def demo_train(run_dir: Path) -> Path | None:
     from opencharacter.train.trainer import train
 
     out = run_dir / "model"
-    config = TrainConfig(epochs=2, batch_size=4, max_length=384, learning_rate=5e-4, eval_steps=5, save_steps=100)
+    # One dialogue per pass, checkpointed: the demo shares its process with the generation model, and
+    # should fit a laptop (the batch of 4 is made up by accumulation, so training is the same).
+    config = TrainConfig(
+        epochs=2,
+        batch_size=4,
+        max_length=384,
+        learning_rate=5e-4,
+        eval_steps=5,
+        save_steps=100,
+        micro_batch_tokens=512,
+        gradient_checkpointing=True,
+    )
     if (out / "opencharacter.json").exists():
         console.print(f"[bold]Training[/]: already done in {out} (delete it to retrain)")
     else:
