@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,7 @@ def test_a_real_sigint_while_reading_input_exits_130(tmp_path):
         with fifo.open("w") as writer:  # returns once the CLI has opened the FIFO for reading
             writer.write('{"persona": "A beekeeper"}')
             writer.flush()
+            time.sleep(1)  # let it read the line and block for more (a signal at start-up is another test)
             process.send_signal(signal.SIGINT)
             _, err = process.communicate(timeout=60)
     finally:
