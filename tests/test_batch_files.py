@@ -89,6 +89,11 @@ def test_profiles_round_trip(tmp_path, run_cli):
     assert [r["custom_id"] for r in read_jsonl(run / "batch" / "profiles-001.jsonl")] == [failed]
     code, _, err = run_cli("batch", "import", "--run", run, answer_batch(files, tmp_path / "out2.jsonl"))
     assert code == 0, err
+    code, _, err = run_cli("batch", "import", "--run", run, tmp_path / "missing.jsonl")
+    assert code == 2 and "missing.jsonl: no such file" in err
+    (tmp_path / "bad.jsonl").write_text('{"custom_id": "x"\n[1]\n', encoding="utf-8")
+    code, out, _ = run_cli("batch", "import", "--run", run, tmp_path / "bad.jsonl")
+    assert code == 0 and "stored 0 answers" in out and "2 malformed lines" in out
 
     code, _, err = run_cli("profiles", "--out", run, *personas, *MODEL, "--quiet")
     assert code == 0, err

@@ -270,6 +270,9 @@ def import_results(run_dir: str | Path, files: Sequence[Path]) -> ImportResult:
     run = Path(run_dir)
     if not (run / STORE_FILE).exists():
         raise ConfigError(f"{run} is not a run directory (no {STORE_FILE})")
+    for path in files:
+        if not path.is_file():
+            raise InputError(str(path), None, "no such file (give the batch output file the provider wrote)")
     index = load_index(run)
     if not index:
         raise ConfigError(f"{run / BATCH_DIR} has no batch index: run `opencharacter batch export` first")
@@ -278,8 +281,6 @@ def import_results(run_dir: str | Path, files: Sequence[Path]) -> ImportResult:
         store = RunStore(run)
         try:
             for path in files:
-                if not path.exists():
-                    raise InputError(f"{path}: no such file")
                 with path.open(encoding="utf-8") as lines:
                     for number, line in enumerate(lines, 1):
                         if line.strip():
