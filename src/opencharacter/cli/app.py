@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 from opencharacter import __version__
-from opencharacter.cli import chat, demo, evaluate, merge, recipe, serve, synth, train
+from opencharacter.cli import batch, chat, demo, evaluate, merge, recipe, serve, synth, train
 from opencharacter.errors import Interrupted, OpenCharacterError
 
 INTERRUPTED = "interrupted: rerun the same command to resume"
@@ -47,6 +47,7 @@ app.command("filter")(synth.filter_command)
 app.command("train")(train.train_command)
 app.command("chat")(chat.chat_command)
 app.add_typer(evaluate.app, name="eval")
+app.add_typer(batch.app, name="batch")
 app.command("recipe")(recipe.recipe_command)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
