@@ -78,9 +78,9 @@ def test_resume_continues_from_the_last_checkpoint(tiny_run, tmp_path, run_cli):
     config.write_text("train:\n  save_steps: 2\n", encoding="utf-8")
     assert run_cli("train", *flags, "--max-steps", 2, "--config", config)[0] == 0
     assert (out / "checkpoints" / "checkpoint-2").is_dir()
-    code, out, err = run_cli("train", *flags, "--max-steps", 3, "--config", config, "--resume")
+    code, stdout, err = run_cli("train", *flags, "--max-steps", 3, "--config", config, "--resume")
     assert code == 0, err
-    assert "memory: peak RSS" in out + err and "step 3/3" in err and "ETA" in err
+    assert "memory: peak RSS" in stdout + err and "step 3/3" in err and "ETA" in err
     history = json.loads((out / "loss_history.json").read_text())
     steps = [e["step"] for e in history if "loss" in e]
     # The resumed run starts at step 3: steps 1-2 come from the checkpoint's state, not from retraining.
