@@ -261,6 +261,8 @@ def main() -> None:
     base = load_personas()
     words = sorted({w.strip(".,;:'\"()").lower() for p in base for w in p.split() if w.isascii() and len(w) > 2})
     process, url = start_server(words)
+    if args.keep:
+        Path(args.keep).mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="pipeline-scale-", dir=args.keep))
     try:
         results = {}
