@@ -6,8 +6,9 @@ open a `RunSession`, hand stages and lazily made work items to its executor, `ex
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from opencharacter.config import (
     BackendConfig,
@@ -148,14 +149,27 @@ def run_profiles(
     backend: BackendConfig,
     *,
     executor: ExecutorConfig | None = None,
-    retry_failed: bool = False,
     show_progress: bool = True,
-    reporter: Reporter | None = None,
-    record: dict | None = None,
-    prices: Mapping[str, ModelPrice] | None = None,
+    **options: Any,
 ) -> RunSession:
     """`opencharacter profiles`: one profile per persona into `run_dir` (created if missing)."""
     session = RunSession(Path(run_dir), backend, "profiles", show_progress, executor or ExecutorConfig())
+    return profiles_on(session, personas, config, **options)
+
+
+def profiles_on(
+    session: RunSession,
+    personas: Sequence[Persona],
+    config: ProfilesConfig,
+    *,
+    retry_failed: bool = False,
+    reporter: Reporter | None = None,
+    record: dict | None = None,
+    prices: Mapping[str, ModelPrice] | None = None,
+    after: Callable[[RunSession], None] | None = None,
+) -> RunSession:
+    """Profiles on an opened session (a run directory, or one shard of it); `after` runs once the files
+    are written and before an incomplete run raises (a shard marks itself finished there)."""
     session.use_prices(prices)
     session.record_config("profiles", {**(record or {}), **config.model_dump(mode="json")})
 
@@ -163,6 +177,8 @@ def run_profiles(
         await make_profiles(session, personas, config, retry_failed)
 
     execute(session, steps, reporter)
+    if after is not None:
+        after(session)
     session.raise_if_incomplete()
     return session
 
@@ -174,16 +190,29 @@ def run_synthesis(
     backend: BackendConfig,
     *,
     executor: ExecutorConfig | None = None,
-    retry_failed: bool = False,
     show_progress: bool = True,
-    reporter: Reporter | None = None,
-    record: dict | None = None,
-    prices: Mapping[str, ModelPrice] | None = None,
+    **options: Any,
 ) -> RunSession:
     """`opencharacter synthesize`: dialogues for each source's strategies, in an existing run."""
     session = RunSession(
-        Path(run_dir), backend, "synthesize", show_progress, executor or ExecutorConfig(), create=False
-    )
+        Path(run_dir), backend, "synthesize", show_progress, executor or ExecutorConfig(),
+        create=False,
+    )  # fmt: skip
+    return synthesis_on(session, loaded, config, **options)
+
+
+def synthesis_on(
+    session: RunSession,
+    loaded: list[LoadedSource],
+    config: SynthesisConfig,
+    *,
+    retry_failed: bool = False,
+    reporter: Reporter | None = None,
+    record: dict | None = None,
+    prices: Mapping[str, ModelPrice] | None = None,
+    after: Callable[[RunSession], None] | None = None,
+) -> RunSession:
+    """Dialogues on an opened session (a run directory, or one shard of it); see `profiles_on`."""
     try:
         session.use_prices(prices)
         stage = DialogueStage(config, session.backend.model_id)
@@ -198,6 +227,8 @@ def run_synthesis(
             await synthesize(session, instructions, list(source.strategies), config, retry_failed)
 
     execute(session, steps, reporter)
+    if after is not None:
+        after(session)
     session.raise_if_incomplete()
     return session
 

@@ -14,23 +14,22 @@ pairings, and the characters (`synthesize` pairs each instruction with character
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
-from opencharacter.config import BackendConfig, ExecutorConfig, ModelPrice, ProfilesConfig, SynthesisConfig
+from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig, SynthesisConfig
 from opencharacter.engine import EngineStats
 from opencharacter.errors import ConfigError
 from opencharacter.executors import Executor, Stage, StageResult, WorkItem
 from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finished, open_shard, shard_dir
-from opencharacter.pipeline import LoadedSource, check_synthesis, make_profiles, synthesize
+from opencharacter.pipeline import LoadedSource, profiles_on, synthesis_on
 from opencharacter.records import Persona
-from opencharacter.session import Reporter, RunSession, execute
+from opencharacter.session import RunSession
 from opencharacter.stages import pairing
 from opencharacter.stages import profiles as profile_stage
-from opencharacter.stages.dialogues import DialogueStage
 from opencharacter.store import RunStore
 from opencharacter.store.run_store import STORE_FILE
 
@@ -116,25 +115,13 @@ def run_profiles_shard(
     *,
     shard: ShardSpec,
     executor: ExecutorConfig | None = None,
-    retry_failed: bool = False,
     show_progress: bool = True,
-    reporter: Reporter | None = None,
-    record: dict | None = None,
-    prices: Mapping[str, ModelPrice] | None = None,
+    **options: Any,
 ) -> RunSession:
     """`profiles --shard i/N`: profiles for this shard's personas, into RUN/shards/<i>-of-<N>/."""
     _check_executor(executor)
     session = _shard_session(Path(run_dir), shard, backend, "profiles", show_progress)
-    session.use_prices(prices)
-    session.record_config("profiles", {**(record or {}), **config.model_dump(mode="json")})
-
-    async def steps() -> None:
-        await make_profiles(session, personas, config, retry_failed)
-
-    execute(session, steps, reporter)
-    _finish(session)
-    session.raise_if_incomplete()
-    return session
+    return profiles_on(session, personas, config, after=_finish, **options)
 
 
 def run_synthesis_shard(
@@ -145,11 +132,8 @@ def run_synthesis_shard(
     *,
     shard: ShardSpec,
     executor: ExecutorConfig | None = None,
-    retry_failed: bool = False,
     show_progress: bool = True,
-    reporter: Reporter | None = None,
-    record: dict | None = None,
-    prices: Mapping[str, ModelPrice] | None = None,
+    **options: Any,
 ) -> RunSession:
     """`synthesize --shard i/N`: this shard's dialogues, paired with the run's merged characters."""
     _check_executor(executor)
@@ -160,20 +144,4 @@ def run_synthesis_shard(
             "after the profiles shards, then synthesize"
         )
     session = _shard_session(run_dir, shard, backend, "synthesize", show_progress)
-    try:
-        session.use_prices(prices)
-        stage = DialogueStage(config, session.backend.model_id)
-        check_synthesis(session, stage, sorted({s for src, _, _ in loaded for s in src.strategies}), record=False)
-        session.record_config("synthesis", {**(record or {}), **config.model_dump(mode="json")})
-    except BaseException:
-        session.abandon()
-        raise
-
-    async def steps() -> None:
-        for source, instructions, _ in loaded:
-            await synthesize(session, instructions, list(source.strategies), config, retry_failed)
-
-    execute(session, steps, reporter)
-    _finish(session)
-    session.raise_if_incomplete()
-    return session
+    return synthesis_on(session, loaded, config, after=_finish, **options)
