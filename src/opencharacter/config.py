@@ -121,6 +121,17 @@ class ProfilesConfig(Config):
     prompt_version: int | None = Field(None, description="Profile prompt version (default: newest).")
 
 
+class SelectionConfig(Config):
+    """How the kept answer is chosen among `synthesis.candidates` (character-aware rejection sampling)."""
+
+    distractors: int = Field(
+        15, ge=1, le=1023, description="Other characters (sampled, seeded) each candidate's profile is ranked among."
+    )
+    drop_below_chance: bool = Field(
+        False, description="Drop pairs whose best candidate ranks its own character no better than chance."
+    )
+
+
 class SynthesisConfig(Config):
     per_instruction: int = Field(3, ge=1, description="Distinct characters paired with each instruction (paper: 3).")
     seed: int = Field(0, description="Seed of the instruction-character pairing.")
@@ -134,11 +145,29 @@ class SynthesisConfig(Config):
     system_prompt_version: int | None = Field(
         None, description="Training system-prompt version (default: newest); train and eval reuse it."
     )
+    candidates: int = Field(
+        1,
+        ge=1,
+        le=32,
+        description="Answers made per (instruction, character); the one whose answer best identifies its own "
+        "character is kept, all are scored in candidates.jsonl (1: no selection).",
+    )
+    selection: SelectionConfig = Field(default_factory=SelectionConfig, description="Used when candidates > 1.")
 
 
 class TrainConfig(Config):
     model: str = Field("embedded", description="Base model: hub id, local directory, or 'embedded'.")
-    method: Literal["lora", "full"] = Field("lora", description="LoRA adapters (peft) or full fine-tuning.")
+    method: Literal["lora", "full", "dpo"] = Field(
+        "lora",
+        description="SFT with LoRA adapters (peft), full SFT, or DPO with LoRA on preferences.jsonl "
+        "(best vs worst candidate).",
+    )
+    dpo_beta: float = Field(0.1, gt=0, description="DPO: strength of the pull towards the reference model.")
+    init_adapter: str | None = Field(
+        None,
+        description="Start from this trained adapter (a `train --out` directory), e.g. DPO after SFT; "
+        "it is also the DPO reference model.",
+    )
     lora_r: int = Field(16, ge=1, description="LoRA rank.")
     lora_alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
     lora_dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout.")

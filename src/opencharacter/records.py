@@ -147,6 +147,41 @@ class Dialogue(Record):
     finish_reasons: list[str] = Field(
         default_factory=list, description="Per generated answer: 'stop', or 'length' when cut at max_tokens."
     )
+    candidate: int = Field(0, ge=0, description="Which of `synthesis.candidates` answers this is (0: the first).")
+
+
+class CandidateScore(Record):
+    """One line of candidates.jsonl: how well one candidate's answer identifies its own character.
+
+    The own profile is ranked among `candidates` profiles (itself + sampled distractors) by embedding
+    similarity to the answer, names removed, exactly as the evaluation's fidelity does.
+    """
+
+    pair_id: str = Field(description="dialogue_id of candidate 0: the (instruction, character, strategy) pair.")
+    dialogue_id: str
+    candidate: int
+    rank: int = Field(ge=1, description="Rank of the own profile (1 = identified).")
+    candidates: int = Field(ge=2, description="Profiles ranked (own + distractors).")
+    margin: float = Field(description="Own similarity minus the best distractor's (ties between equal ranks).")
+    chosen: bool
+
+
+class PreferencePair(Record):
+    """One line of preferences.jsonl: best vs worst candidate of a pair, for DPO (`train --method dpo`).
+
+    `prompt` is the chosen candidate's dialogue up to its last user turn (system prompt included);
+    `chosen` and `rejected` are the two candidates' last answers.
+    """
+
+    pair_id: str
+    question_id: str
+    character_id: str
+    strategy: Strategy
+    prompt: list[ChatMessage]
+    chosen: str
+    rejected: str
+    chosen_rank: int
+    rejected_rank: int
 
 
 class Failure(Record):
