@@ -76,6 +76,12 @@ def dialogue_items(
                 )
 
 
+def _variant(pairing: Pairing) -> dict[str, int]:
+    """`variant` only for candidates after the first, so a `generate` written before candidates
+    existed (tests, user code) still serves k = 1 unchanged."""
+    return {"variant": pairing.candidate} if pairing.candidate else {}
+
+
 def min_rewrite_chars(originals: list[str]) -> int:
     """A floor on rewritten answer length: a third of the shortest original, at most 80 characters.
 
@@ -219,7 +225,7 @@ class DialogueStage:
             prompt_id=self.rewrite_template.id,
             max_attempts=self.max_attempts,
             first_attempt=first_attempt,
-            variant=pairing.candidate,
+            **_variant(pairing),
         )
         return answers
 
@@ -242,7 +248,7 @@ class DialogueStage:
                 prompt_id=self.generate_template.id,
                 max_attempts=self.max_attempts,
                 first_attempt=first_attempt,
-                variant=pairing.candidate,
+                **_variant(pairing),
             )
             history.append(ChatMessage(role="assistant", content=answer))
             answers.append(answer)
