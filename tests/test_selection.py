@@ -199,6 +199,9 @@ def test_the_best_ranked_candidate_is_kept_and_scored_files_written(tmp_path, em
     assert [m["role"] for m in first["prompt"]] == ["system", "user"]
     assert first["pair_id"] == bee[0]["dialogue_id"] and kept[0]["dialogue_id"] == bee[1]["dialogue_id"]
     assert summary.as_meta()["mean_best_rr"] > summary.as_meta()["mean_first_rr"]
+    card = files["card"].read_text(encoding="utf-8")
+    assert "| dialogues.jsonl | 2 |" in card and "| candidates.jsonl | 6 |" in card
+    assert "## Selection among candidates" in card and f"| 2 | 6 | 2 | 0 | {len(preferences)} |" in card
 
 
 def test_a_rerun_embeds_nothing_and_new_settings_rescore_with_drop_below_chance(tmp_path, embed):
