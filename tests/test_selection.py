@@ -263,6 +263,16 @@ def test_cli_makes_k_candidates_reruns_free_and_refuses_another_k(tmp_path, run_
     assert run_cli("profiles", "--personas", personas_file, "--out", run, "--limit", 4, *FAKE)[0] == 0
     synth = ("synthesize", "--run", run, "--instructions", sample_path("instructions.jsonl"), "--limit", 3,
              "--per-instruction", 2, *FAKE)  # fmt: skip
+    from opencharacter.config import InstructionSource, SynthesisConfig
+    from opencharacter.pipeline import dry_run_synthesis, load_instruction_sources
+
+    loaded = load_instruction_sources([InstructionSource(path=str(sample_path("instructions.jsonl")), limit=3)], False)
+    planned = [
+        sum(p.total_calls for p in dry_run_synthesis(run, loaded, SynthesisConfig(per_instruction=2, candidates=k),
+                                                     BackendConfig(backend="fake")))
+        for k in (1, 3)
+    ]  # fmt: skip
+    assert planned[1] == 3 * planned[0] > 0
     code, _, err = run_cli(*synth, "--candidates", 3)
     assert code == 0, err
     assert len(read_jsonl(run / "candidates.jsonl")) == 3 * 2 * 3
