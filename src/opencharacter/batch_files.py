@@ -77,10 +77,11 @@ class ExportGenerate:
         prompt_id: str,
         max_attempts: int,
         first_attempt: int = 0,
+        variant: int = 0,
     ) -> tuple[T, int]:
         last: ParseError | None = None
         for attempt in range(first_attempt, first_attempt + max_attempts):  # as Engine.generate_parsed
-            key = self.engine.cache_key(request, prompt_id, attempt)
+            key = self.engine.cache_key(request, prompt_id, attempt, variant)
             cached = self.engine.store.get_call(key)
             if cached is None:
                 self.pending = request
@@ -213,7 +214,8 @@ def export_dialogues(
             answered = sum(1 for m in generate.pending.messages if m.role == "assistant")
             return answered + 1 < len(item.payload.instruction.user_turns)
 
-        asyncio.run(_walk(store, stage, dialogue_items(paired, strategy), generate, retry_failed, turns_left))
+        items = dialogue_items(paired, strategy, config.candidates)
+        asyncio.run(_walk(store, stage, items, generate, retry_failed, turns_left))
     finally:
         exporter.close()
     return write_files(run, result, max_requests, max_bytes)

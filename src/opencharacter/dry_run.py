@@ -74,6 +74,7 @@ class PlanningGenerate:
         prompt_id: str,
         max_attempts: int,
         first_attempt: int = 0,
+        variant: int = 0,
     ) -> tuple[T, int]:
         self.plan.calls[prompt_id] += 1
         self.plan.prompt_chars[prompt_id] += sum(len(m.content) for m in request.messages)
@@ -169,6 +170,7 @@ def plan_synthesis(
             for index, instruction in enumerate(instructions)
             if applies(instruction, strategy)
         )
-        plan, _ = asyncio.run(plan_stage(store, stage, dialogue_items(paired, strategy), strategy, retry_failed))
+        items = dialogue_items(paired, strategy, config.candidates)
+        plan, _ = asyncio.run(plan_stage(store, stage, items, strategy, retry_failed))
         plans.append(plan)
     return plans

@@ -88,6 +88,10 @@ def check_synthesis(session: RunSession, stage: DialogueStage, strategies: Seque
                 f"{session.run_dir} already has {recorded['per_instruction']} characters per instruction; "
                 f"--per-instruction {config.per_instruction} would leave the others in its files: use a new --out"
             )
+    if config.candidates > 1:  # fail now, not after generating k× the dialogues
+        from opencharacter.eval.fidelity import embedder_path
+
+        embedder_path()
     if record and (recorded is None or config.per_instruction > recorded["per_instruction"]):
         session.store.set_meta("pairing", {"seed": config.seed, "per_instruction": config.per_instruction})
     for strategy in strategies:
@@ -116,8 +120,8 @@ async def synthesize(
         )
         result = await session.executor.run(
             stage,
-            dialogue_items(paired, strategy),
-            total=applicable * config.per_instruction,
+            dialogue_items(paired, strategy, config.candidates),
+            total=applicable * config.per_instruction * config.candidates,
             retry_failed=retry_failed,
             label=strategy,
         )
@@ -129,6 +133,28 @@ async def synthesize(
         session.results.append(result)
         outcomes.append(result)
     return outcomes
+
+
+async def select(session: RunSession, config: SynthesisConfig) -> None:
+    """With `synthesis.candidates` > 1: keep each pair's best candidate (see `opencharacter.selection`).
+
+    Runs here, in the driving process, after every stage worker is done: the embedder is loaded
+    once, and only when some pair has new candidates or new selection settings.
+    """
+    if config.candidates < 2:
+        return
+    from opencharacter.selection.runner import select_candidates_async
+
+    summary = await select_candidates_async(session.store, config.selection, config.seed)
+    meta = summary.as_meta()
+    line = (
+        f"selection: {summary.kept} of {summary.pairs} pairs kept from {summary.candidates} candidates"
+        f" ({summary.dropped} dropped below chance, {summary.preferences} preference pairs,"
+        f" {summary.scored_now} pairs scored now); mean reciprocal rank best {meta['mean_best_rr']:.3f}"
+        f" vs first candidate {meta['mean_first_rr']:.3f}"
+    )
+    if session.results:
+        session.results[-1].notes.append(line)
 
 
 # -- whole commands ----------------------------------------------------------------------------------
@@ -211,8 +237,13 @@ def synthesis_on(
     record: dict | None = None,
     prices: Mapping[str, ModelPrice] | None = None,
     after: Callable[[RunSession], None] | None = None,
+    selection: bool = True,
 ) -> RunSession:
-    """Dialogues on an opened session (a run directory, or one shard of it); see `profiles_on`."""
+    """Dialogues on an opened session (a run directory, or one shard of it); see `profiles_on`.
+
+    `selection` False leaves the candidates unselected: a shard holds only some of a pair's
+    candidates, so the run selects once they are merged (any later `synthesize` of the run does).
+    """
     try:
         session.use_prices(prices)
         stage = DialogueStage(config, session.backend.model_id)
@@ -225,6 +256,8 @@ def synthesis_on(
     async def steps() -> None:
         for source, instructions, _ in loaded:
             await synthesize(session, instructions, list(source.strategies), config, retry_failed)
+        if selection:
+            await select(session, config)
 
     execute(session, steps, reporter)
     if after is not None:
@@ -269,6 +302,7 @@ def run_pipeline(
             await make_profiles(session, personas, pipeline.profiles, retry_failed)
             for source, instructions, _ in loaded:
                 await synthesize(session, instructions, list(source.strategies), pipeline.synthesis, retry_failed)
+            await select(session, pipeline.synthesis)
 
         execute(session, steps, reporter)
         if pipeline.filters is not None:
@@ -366,6 +400,9 @@ def export_run(run: Path, fmt: str, out: Path | None = None) -> tuple[Path, int]
         try:
             if fmt == "cards":
                 return export_cards(list(store.records("profiles", Character)), out or run / "exports" / "cards")
-            return export_dialogues(list(store.records("dialogues", Dialogue)), fmt, out or run / "exports")
+            from opencharacter.selection import dialogue_stage
+
+            dialogues = list(store.records(dialogue_stage(store), Dialogue))
+            return export_dialogues(dialogues, fmt, out or run / "exports")
         finally:
             store.close()

@@ -144,4 +144,4 @@ def run_synthesis_shard(
             "after the profiles shards, then synthesize"
         )
     session = _shard_session(run_dir, shard, backend, "synthesize", show_progress)
-    return synthesis_on(session, loaded, config, after=_finish, **options)
+    return synthesis_on(session, loaded, config, after=_finish, selection=False, **options)

@@ -31,6 +31,7 @@ def export_command(
     instruction_format: Annotated[str, typer.Option("--format", help="As for `synthesize`.")] = "auto",
     per_instruction: Annotated[int | None, typer.Option("--per-instruction", help="As for `synthesize`.")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Pairing seed, as for `synthesize`.")] = None,
+    candidates: Annotated[int | None, typer.Option("--candidates", help="As for `synthesize`.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="At most this many personas / per file.")] = None,
     backend: opt.Backend = None,
     model: opt.Model = None,
@@ -65,7 +66,8 @@ def export_command(
     else:
         if not instructions:
             raise ConfigError(f"--stage {stage} needs --instructions (the files you give `opencharacter synthesize`)")
-        overrides = {k: v for k, v in {"per_instruction": per_instruction, "seed": seed}.items() if v is not None}
+        chosen = {"per_instruction": per_instruction, "seed": seed, "candidates": candidates}
+        overrides = {k: v for k, v in chosen.items() if v is not None}
         synthesis = build(SynthesisConfig, {**opt.section(data, "synthesis", sampling), **overrides}, source)
         sources = [
             build(

@@ -90,6 +90,10 @@ def synthesize_command(
         int | None, typer.Option("--per-instruction", help="Characters per instruction (default 3).")
     ] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Pairing seed (default 0).")] = None,
+    candidates: Annotated[
+        int | None,
+        typer.Option("--candidates", help="Candidate dialogues per pair; the most in-character is kept (default 1)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option("--limit", help="Use at most this many instructions per file.")] = None,
     backend: opt.Backend = None,
     model: opt.Model = None,
@@ -115,7 +119,8 @@ def synthesize_command(
         config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
     executor_config = opt.executor_config(data, opt.executor_overrides(executor, ray_address, workers), source)
-    overrides = {k: v for k, v in {"per_instruction": per_instruction, "seed": seed}.items() if v is not None}
+    chosen = {"per_instruction": per_instruction, "seed": seed, "candidates": candidates}
+    overrides = {k: v for k, v in chosen.items() if v is not None}
     section = {**opt.section(data, "synthesis", opt.sampling_overrides(temperature, max_tokens)), **overrides}
     stage_config = build(SynthesisConfig, section, source)
     for name in strategy:

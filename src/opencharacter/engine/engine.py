@@ -78,19 +78,26 @@ class Engine:
         # A local backend's identity fingerprints its model files: stat them once per engine, not per call.
         return canonical_json(self.backend.cache_identity)
 
-    def cache_key(self, request: ChatRequest, prompt_id: str, attempt: int) -> str:
+    def cache_key(self, request: ChatRequest, prompt_id: str, attempt: int, variant: int = 0) -> str:
         """`content_hash("call", prompt_id, identity, request.model_dump(mode="json"), attempt)`, built
         from cached pieces: the same key, byte for byte (old stores still replay), at a fraction of
-        the CPU (the schema and sampling are serialised once, not on every call)."""
+        the CPU (the schema and sampling are serialised once, not on every call).
+
+        `variant` tells apart calls that are otherwise identical on purpose: candidate c of
+        `synthesis.candidates` is the same request sampled again, so it needs its own key (and, the
+        seed being derived from the key, its own seed). It is appended only when non-zero, so
+        variant 0 keeps exactly the key calls had before variants existed.
+        """
+        tail = f",{canonical_json(variant)}" if variant else ""
         text = (
             f'["{HASH_VERSION}","call",{canonical_json(prompt_id)},{self._identity_json},'
-            f"{request_json(request)},{canonical_json(attempt)}]"
+            f"{request_json(request)},{canonical_json(attempt)}{tail}]"
         )
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
-    async def generate(self, request: ChatRequest, *, prompt_id: str, attempt: int = 0) -> Completion:
+    async def generate(self, request: ChatRequest, *, prompt_id: str, attempt: int = 0, variant: int = 0) -> Completion:
         """One completion, from the store if this exact call was made before."""
-        key = self.cache_key(request, prompt_id, attempt)
+        key = self.cache_key(request, prompt_id, attempt, variant)
         cached = self.store.get_call(key)
         if cached is not None:
             self.stats.cached_calls += 1
@@ -111,6 +118,7 @@ class Engine:
         prompt_id: str,
         max_attempts: int,
         first_attempt: int = 0,
+        variant: int = 0,
     ) -> tuple[T, int]:
         """Generate until `parse` accepts the output; returns the value and the attempts used.
 
@@ -119,7 +127,7 @@ class Engine:
         """
         last: ParseError | None = None
         for attempt in range(first_attempt, first_attempt + max_attempts):
-            completion = await self.generate(request, prompt_id=prompt_id, attempt=attempt)
+            completion = await self.generate(request, prompt_id=prompt_id, attempt=attempt, variant=variant)
             try:
                 return parse(completion), attempt - first_attempt + 1
             except ParseError as exc:

@@ -86,6 +86,22 @@ def without_names(text: str, names: list[str]) -> str:
     return " ".join(text.split()) or "(nothing but a name)"
 
 
+def own_rank(similarities: Any, own: int) -> tuple[int, float]:
+    """The rank of profile `own` by one answer's similarities (1 + profiles strictly closer, so ties
+    go to the own profile), and its margin: own similarity minus the best other profile's.
+
+    Shared by evaluation and by synthesis's candidate selection (`opencharacter.selection`), so
+    the two rank the same way.
+    """
+    own_similarity = similarities[own]
+    rank = int((similarities > own_similarity).sum().item()) + 1
+    if len(similarities) < 2:
+        return rank, 0.0
+    others = similarities.clone()
+    others[own] = float("-inf")
+    return rank, float(own_similarity - others.max())
+
+
 def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, str, str]]) -> list[FidelityResult]:
     """`answers` are (question, persona_id, answer); the rank is of the answerer's own profile.
 
@@ -99,8 +115,7 @@ def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, 
     similarity = answer_vectors @ profile_vectors.T
     results = []
     for row, (question, persona, _) in enumerate(answers):
-        own = similarity[row, ids.index(persona)]
-        rank = int((similarity[row] > own).sum().item()) + 1
+        rank, _ = own_rank(similarity[row], ids.index(persona))
         results.append(FidelityResult(question=question, persona_id=persona, rank=rank, candidates=len(ids)))
     return results
 

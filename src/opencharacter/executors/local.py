@@ -49,6 +49,7 @@ class CountingGenerate:
         prompt_id: str,
         max_attempts: int,
         first_attempt: int = 0,
+        variant: int = 0,
     ) -> tuple[T, int]:
         tried = 0
 
@@ -59,8 +60,9 @@ class CountingGenerate:
 
         try:
             return await self._engine.generate_parsed(
-                request, counted, prompt_id=prompt_id, max_attempts=max_attempts, first_attempt=first_attempt
-            )
+                request, counted, prompt_id=prompt_id, max_attempts=max_attempts, first_attempt=first_attempt,
+                variant=variant,
+            )  # fmt: skip
         except BackendError:
             tried += 1  # the attempt whose call failed
             raise

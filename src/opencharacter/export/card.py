@@ -8,12 +8,14 @@ from pathlib import Path
 from opencharacter import __version__
 from opencharacter.costs import card_lines
 from opencharacter.fileio import atomic_open
+from opencharacter.selection import CANDIDATE_SCORES, PREFERENCES, SUMMARY_META, dialogue_stage, run_candidates
 from opencharacter.store import RunStore
 
 
 def write_card(store: RunStore) -> Path:
     # Counted by SQLite over the stored JSON: the card never holds the dialogues in memory.
-    facets = store.facets("dialogues", ("strategy", "source", "model", "prompt_version", "system_prompt_version"))
+    stage = dialogue_stage(store)  # with candidates > 1: the kept ones
+    facets = store.facets(stage, ("strategy", "source", "model", "prompt_version", "system_prompt_version"))
     by_strategy, by_source = facets["strategy"], facets["source"]
     failures = store.failure_counts()
     usage = store.usage()
@@ -30,6 +32,7 @@ def write_card(store: RunStore) -> Path:
         "  data_files: dialogues.jsonl",
         "- config_name: characters",
         "  data_files: characters.jsonl",
+        *(["- config_name: preferences", "  data_files: preferences.jsonl"] if run_candidates(store) > 1 else []),
         "---",
         "",
         "# OpenCharacter synthetic role-play data",
@@ -42,9 +45,11 @@ def write_card(store: RunStore) -> Path:
         "| file | records |",
         "|---|---|",
         f"| characters.jsonl | {store.count('profiles')} |",
-        f"| dialogues.jsonl | {store.count('dialogues')} |",
+        f"| dialogues.jsonl | {store.count(stage)} |",
+        *selection_files(store),
         f"| failures.jsonl | {sum(failures.values())} |",
         "",
+        *selection_lines(store),
         "Dialogues by strategy: " + (", ".join(f"{k} {v}" for k, v in sorted(by_strategy.items())) or "none"),
         "",
         "Dialogues by source: " + (", ".join(f"{k} {v}" for k, v in sorted(by_source.items())) or "none"),
@@ -84,3 +89,35 @@ def write_card(store: RunStore) -> Path:
     with atomic_open(path) as stream:
         stream.write("\n".join(lines))
     return path
+
+
+def selection_files(store: RunStore) -> list[str]:
+    if run_candidates(store) < 2:
+        return []
+    return [
+        f"| candidates.jsonl | {store.count(CANDIDATE_SCORES)} |",
+        f"| preferences.jsonl | {store.count(PREFERENCES)} |",
+    ]
+
+
+def selection_lines(store: RunStore) -> list[str]:
+    """What the character-aware selection made, kept and gained (nothing when candidates = 1)."""
+    k = run_candidates(store)
+    summary = store.get_meta(SUMMARY_META)
+    if k < 2 or not summary:
+        return []
+    return [
+        "## Selection among candidates",
+        "",
+        f"{k} candidate dialogues per (instruction, character, strategy) pair; the one whose last answer",
+        "ranks its own character's profile highest among distractor profiles (MiniLM embeddings, names",
+        "removed) is kept. Evaluation's embedding fidelity measures the same signal, so it is not an",
+        "independent check of this data.",
+        "",
+        "| pairs | candidates made | kept | dropped below chance | preference pairs |"
+        " mean best reciprocal rank | mean first-candidate reciprocal rank |",
+        "|---|---|---|---|---|---|---|",
+        f"| {summary['pairs']} | {summary['candidates']} | {summary['kept']} | {summary['dropped_below_chance']}"
+        f" | {summary['preferences']} | {summary['mean_best_rr']:.3f} | {summary['mean_first_rr']:.3f} |",
+        "",
+    ]

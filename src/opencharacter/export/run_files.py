@@ -7,6 +7,10 @@ The files are streamed from the store a page at a time, each line the record's J
 stored (no parse, no re-serialise), so memory stays flat at any size. A command that changed no
 record or failure leaves the JSONL files alone: the store's change counter and each file's size
 are remembered after a write, and a rerun of a finished 100k-dialogue run skips ~0.5 GB of writing.
+
+With `synthesis.candidates` > 1, `dialogues.jsonl` holds each pair's kept candidate only, and two
+more files appear: `candidates.jsonl` (every candidate's score) and `preferences.jsonl` (best vs
+worst candidate per pair, for DPO). See `opencharacter.selection`.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ from pathlib import Path
 
 from opencharacter.export.card import write_card
 from opencharacter.fileio import write_jsonl
+from opencharacter.selection import CANDIDATE_SCORES, PREFERENCES, SELECTED, run_candidates
 from opencharacter.store import RunStore
 
 CHARACTERS = "characters.jsonl"
 DIALOGUES = "dialogues.jsonl"
 FAILURES = "failures.jsonl"
+CANDIDATES = "candidates.jsonl"
+PREFERENCE_PAIRS = "preferences.jsonl"
 _WRITTEN = "run_files"
 
 
@@ -32,6 +39,13 @@ def write_run_files(store: RunStore) -> dict[str, Path]:
         "dialogues": store.record_lines("dialogues"),
         "failures": store.failure_lines(),
     }
+    if run_candidates(store) > 1:
+        paths |= {"candidates": run / CANDIDATES, "preferences": run / PREFERENCE_PAIRS}
+        sources |= {
+            "dialogues": store.record_lines(SELECTED),
+            "candidates": store.record_lines(CANDIDATE_SCORES),
+            "preferences": store.record_lines(PREFERENCES),
+        }
     generation = store.generation()
     written = store.get_meta(_WRITTEN) or {}
     if not _up_to_date(written, generation, paths):

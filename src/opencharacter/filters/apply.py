@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencharacter.config import FiltersConfig
-from opencharacter.export.run_files import CHARACTERS, DIALOGUES
+from opencharacter.export.run_files import CHARACTERS, DIALOGUES, PREFERENCE_PAIRS
 from opencharacter.fileio import atomic_open, write_jsonl
 from opencharacter.filters import junk, rules
 from opencharacter.filters.near_duplicates import near_duplicate_profiles
 from opencharacter.filters.originals import Originals, load_originals
-from opencharacter.records import Character, Dialogue
+from opencharacter.records import Character, Dialogue, PreferencePair
+from opencharacter.selection import PREFERENCES, dialogue_stage, run_candidates
+from opencharacter.stages.dialogues import candidate_id
 from opencharacter.store import RunStore
 
 NEAR_DUPLICATE = "near-duplicate profile (characters)"
@@ -33,6 +35,9 @@ class FilterReport:
     characters_out: int = 0
     dialogues_in: int = 0
     dialogues_out: int = 0
+    preferences_in: int | None = None
+    """Preference pairs of a run with `synthesis.candidates` > 1 (None: the run has none)."""
+    preferences_out: int | None = None
     removed: Counter[str] = field(default_factory=Counter)
     """Reason category → dialogues (or characters) removed for it; the first failing rule counts.
     Every enabled filter has an entry, zero included, so a report shows what was checked."""
@@ -45,6 +50,11 @@ class FilterReport:
             "characters_out": self.characters_out,
             "dialogues_in": self.dialogues_in,
             "dialogues_out": self.dialogues_out,
+            **(
+                {"preferences_in": self.preferences_in, "preferences_out": self.preferences_out}
+                if self.preferences_in is not None
+                else {}
+            ),
             "removed": dict(self.removed),
             "notes": self.notes,
         }
@@ -87,7 +97,8 @@ def apply_filters(run: str | Path, config: FiltersConfig, out: str | Path | None
     store = RunStore(run)
     try:
         characters = list(store.records("profiles", Character))
-        dialogues = list(store.records("dialogues", Dialogue))
+        dialogues = list(store.records(dialogue_stage(store), Dialogue))
+        preferences = list(store.records(PREFERENCES, PreferencePair)) if run_candidates(store) > 1 else None
         rewrites = {d.question_id for d in dialogues if d.strategy == "rewrite"}
         originals = load_originals(store, rewrites if config.copy_original is not None else set())
     finally:
@@ -122,6 +133,11 @@ def apply_filters(run: str | Path, config: FiltersConfig, out: str | Path | None
     report.characters_out, report.dialogues_out = len(kept_characters), len(kept)
     write_jsonl(target / CHARACTERS, (c.model_dump_json() for c in kept_characters))
     write_jsonl(target / DIALOGUES, (d.model_dump_json() for d in kept))
+    if preferences is not None:
+        survivors = {candidate_id(d.question_id, d.character_id, d.strategy) for d in kept}
+        kept_pairs = [p for p in preferences if p.pair_id in survivors]
+        report.preferences_in, report.preferences_out = len(preferences), len(kept_pairs)
+        write_jsonl(target / PREFERENCE_PAIRS, (p.model_dump_json() for p in kept_pairs))
     with atomic_open(target / "filter_report.json") as stream:
         stream.write(json.dumps({"config": config.model_dump(), **report.as_dict()}, indent=2))
     return target, report

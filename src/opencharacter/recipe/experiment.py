@@ -31,7 +31,7 @@ from opencharacter.export.run_files import DIALOGUES
 from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
-from opencharacter.pipeline import load_instruction_sources, make_profiles, synthesize
+from opencharacter.pipeline import load_instruction_sources, make_profiles, select, synthesize
 from opencharacter.records import Persona
 from opencharacter.session import RunSession, execute
 from opencharacter.sources import load_personas
@@ -66,6 +66,7 @@ def _make_data(
             if name == "data":
                 for _, instructions, _ in loaded:
                     await synthesize(session, instructions, list(config.strategies), config.synthesis)
+                await select(session, config.synthesis)  # synthesis.candidates > 1: keep the best
 
         execute(session, steps)
         failed += sum(result.unfinished for result in session.results)

@@ -37,6 +37,8 @@ class Generate(Protocol):
 
     Calls until `parse` accepts a completion (at most `max_attempts`, numbered from `first_attempt`
     so that a retried item makes fresh calls) and returns the parsed value and the attempts used.
+    `variant` > 0 asks for an independent sample of the same request (its own cache key and seed):
+    candidate c of `synthesis.candidates` passes c.
     Raises `ParseError` when every attempt was invalid and `BackendError` when a call failed.
     """
 
@@ -48,6 +50,7 @@ class Generate(Protocol):
         prompt_id: str,
         max_attempts: int,
         first_attempt: int = 0,
+        variant: int = 0,
     ) -> tuple[T, int]: ...
 
 

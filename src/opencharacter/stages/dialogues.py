@@ -37,6 +37,16 @@ class Pairing:
     instruction: Instruction
     character: Character
     strategy: Strategy
+    candidate: int = 0
+    """Which of `synthesis.candidates` samples of this pairing the item makes (0: the only one when k = 1)."""
+
+
+def candidate_id(question_id: str, character_id: str, strategy: Strategy, candidate: int = 0) -> str:
+    """A dialogue's record id. Candidate 0 keeps the id dialogues had before candidates existed (so
+    runs made then resume unchanged); it is also the pair's id, which every candidate's score names."""
+    if candidate == 0:
+        return content_hash("dialogue", question_id, character_id, strategy)
+    return content_hash("dialogue", question_id, character_id, strategy, candidate)
 
 
 def applies(instruction: Instruction, strategy: Strategy) -> bool:
@@ -45,16 +55,31 @@ def applies(instruction: Instruction, strategy: Strategy) -> bool:
 
 
 def dialogue_items(
-    pairs: Iterable[tuple[int, Instruction, list[Character]]], strategy: Strategy
+    pairs: Iterable[tuple[int, Instruction, list[Character]]], strategy: Strategy, candidates: int = 1
 ) -> Iterator[WorkItem[Pairing]]:
-    """Work items, lazily, for the instructions `strategy` applies to (`index` is the source order)."""
+    """Work items, lazily, for the instructions `strategy` applies to (`index` is the source order).
+
+    With `candidates` k > 1, each pairing gives k items; candidate c > 0 sorts right after the ones
+    before it (`….02`, `….02.01`, `….02.02`, `….03`), so a pair's candidates are adjacent in the
+    store's sort order and the selection can stream them pair by pair.
+    """
     for index, instruction, characters in pairs:
         if not applies(instruction, strategy):
             continue
         for slot, character in enumerate(characters):
-            dialogue_id = content_hash("dialogue", instruction.question_id, character.character_id, strategy)
             sort_key = f"{instruction.source}.{index:09d}.{strategy}.{slot:02d}"
-            yield WorkItem(dialogue_id, sort_key, Pairing(instruction, character, strategy))
+            for candidate in range(candidates):
+                yield WorkItem(
+                    candidate_id(instruction.question_id, character.character_id, strategy, candidate),
+                    f"{sort_key}.{candidate:02d}" if candidate else sort_key,
+                    Pairing(instruction, character, strategy, candidate),
+                )
+
+
+def _variant(pairing: Pairing) -> dict[str, int]:
+    """`variant` only for candidates after the first, so a `generate` written before candidates
+    existed (tests, user code) still serves k = 1 unchanged."""
+    return {"variant": pairing.candidate} if pairing.candidate else {}
 
 
 def min_rewrite_chars(originals: list[str]) -> int:
@@ -130,11 +155,14 @@ class DialogueStage:
     def settings(self, strategy: Strategy) -> dict[str, Any]:
         """What shapes a dialogue besides its instruction, character and model; a run keeps one."""
         template = self.rewrite_template if strategy == "rewrite" else self.generate_template
-        return {
+        settings: dict[str, Any] = {
             "prompt": template.id,
             "system_prompt": self.system_template.id,
             "sampling": self.config.sampling.model_dump(mode="json"),
         }
+        if self.config.candidates > 1:  # absent at 1, so runs made before candidates existed still match
+            settings["candidates"] = self.config.candidates
+        return settings
 
     async def __call__(self, item: WorkItem[Pairing], generate: Generate, first_attempt: int) -> Dialogue:
         pairing = item.payload
@@ -171,6 +199,7 @@ class DialogueStage:
             prompt_version=template.id,
             system_prompt_version=self.system_template.id,
             finish_reasons=reasons,
+            candidate=pairing.candidate,
         )
 
     async def _rewrite(self, pairing: Pairing, generate: Generate, first_attempt: int) -> list[str]:
@@ -196,6 +225,7 @@ class DialogueStage:
             prompt_id=self.rewrite_template.id,
             max_attempts=self.max_attempts,
             first_attempt=first_attempt,
+            **_variant(pairing),
         )
         return answers
 
@@ -218,6 +248,7 @@ class DialogueStage:
                 prompt_id=self.generate_template.id,
                 max_attempts=self.max_attempts,
                 first_attempt=first_attempt,
+                **_variant(pairing),
             )
             history.append(ChatMessage(role="assistant", content=answer))
             answers.append(answer)

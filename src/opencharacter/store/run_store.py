@@ -181,18 +181,26 @@ class RunStore:
         )
         self._write("DELETE FROM failures WHERE stage = ? AND id = ?", (stage, record_id))
 
+    def delete_record(self, stage: str, record_id: str) -> None:
+        """For derived stages that are recomputed (a selection that no longer keeps a pair)."""
+        self._write("DELETE FROM records WHERE stage = ? AND id = ?", (stage, record_id))
+
     def record_lines(self, stage: str) -> Iterator[str]:
         """Each record's JSON as stored (its `model_dump_json()`), in sort-key order, a page at a time.
 
         Keyset paging: every page is a fresh query, so no cursor stays open across the caller's
         own writes, and memory holds one page, never the stage.
         """
+        for _, _, data in self.record_rows(stage):
+            yield data
+
+    def record_rows(self, stage: str) -> Iterator[tuple[str, str, str]]:
+        """(sort key, id, JSON) of each record, as `record_lines` pages them."""
         rows = self._db.execute(
             "SELECT sort_key, id, data FROM records WHERE stage = ? ORDER BY sort_key, id LIMIT ?", (stage, PAGE_ROWS)
         ).fetchall()
         while rows:
-            for _, _, data in rows:
-                yield data
+            yield from rows
             if len(rows) < PAGE_ROWS:
                 return
             last_sort, last_id = rows[-1][0], rows[-1][1]
