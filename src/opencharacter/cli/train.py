@@ -1,9 +1,10 @@
-"""`opencharacter train`: supervised fine-tuning on a run's dialogues (or any messages data)."""
+"""`opencharacter train`: supervised fine-tuning on a run's dialogues (or any messages data), or DPO
+on a run's preference pairs."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -16,14 +17,37 @@ from opencharacter.local_paths import check_data_spec, check_model_spec, require
 
 def train_command(
     out: Annotated[Path, typer.Option("--out", help="Output directory for the adapter / model.")],
-    run: Annotated[Path | None, typer.Option("--run", help="Run directory whose dialogues to train on.")] = None,
+    run: Annotated[
+        Path | None,
+        typer.Option("--run", help="Run directory whose dialogues (DPO: preferences.jsonl) to train on."),
+    ] = None,
     data: Annotated[
-        str | None, typer.Option("--data", help="Or: messages JSONL/Parquet, a datasets dir, or a hub dataset id.")
+        str | None,
+        typer.Option(
+            "--data",
+            help="Or: messages JSONL/Parquet, a datasets dir, or a hub dataset id (DPO: a preferences JSONL file).",
+        ),
     ] = None,
     model: opt.Model = None,
+    method: Annotated[
+        Literal["lora", "full", "dpo"] | None,
+        typer.Option(
+            "--method", help="SFT with LoRA (default), full SFT, or DPO with LoRA on best-vs-worst candidate pairs."
+        ),
+    ] = None,
     lora: Annotated[
         bool | None,
-        typer.Option("--lora/--full", help="LoRA adapters (default) or full fine-tuning.", metavar=opt.FLAG),
+        typer.Option("--lora/--full", help="Same as --method lora / --method full.", metavar=opt.FLAG),
+    ] = None,
+    beta: Annotated[
+        float | None, typer.Option("--beta", help="DPO: pull towards the reference model (default 0.1).")
+    ] = None,
+    init_adapter: Annotated[
+        Path | None,
+        typer.Option(
+            "--init-adapter",
+            help="Continue from this trained adapter (a `train --out` dir); for DPO it is also the reference model.",
+        ),
     ] = None,
     config: opt.ConfigFile = None,
     epochs: Annotated[float | None, typer.Option("--epochs", help="Passes over the data (default 1).")] = None,
@@ -41,20 +65,21 @@ def train_command(
         bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.", metavar=opt.FLAG)
     ] = False,
 ) -> None:
-    """Fine-tune on in-character dialogues: loss on answers only, held-out characters for validation."""
+    """Fine-tune on in-character dialogues (loss on answers only), or prefer the more in-character of two
+    candidate answers (DPO); held-out characters for validation."""
     if (run is None) == (data is None):
         raise ConfigError("give exactly one of --run DIR or --data PATH")
-    if run is not None:
-        require_exists(run, "--run", "run directory")
-        if not (run / "dialogues.jsonl").is_file():
-            raise ConfigError(f"--run {run}: no dialogues.jsonl there (make them with `opencharacter synthesize`)")
-    else:
-        check_data_spec(str(data))
+    if method is not None and lora is not None and method != ("lora" if lora else "full"):
+        raise ConfigError(f"--method {method} contradicts --{'lora' if lora else 'full'}; give one of them")
+    if init_adapter is not None:
+        require_exists(init_adapter, "--init-adapter", "adapter directory")
     check_model_spec(model)
     section = dict(opt.config_data(config).get("train") or {})
     flags = {
         "model": model,
-        "method": None if lora is None else ("lora" if lora else "full"),
+        "method": method or (None if lora is None else ("lora" if lora else "full")),
+        "dpo_beta": beta,
+        "init_adapter": None if init_adapter is None else str(init_adapter),
         "epochs": epochs,
         "max_steps": max_steps,
         "learning_rate": learning_rate,
@@ -65,21 +90,50 @@ def train_command(
     }
     section.update({k: v for k, v in flags.items() if v is not None})
     train_config = build(TrainConfig, section, str(config or "flags"))
+    _check_data(train_config.method, run, data)
     from opencharacter.train.memory import format_bytes
     from opencharacter.train.trainer import train  # torch, transformers and trl load only here
 
     result = train(train_config, run if run is not None else str(data), out, resume=resume)
     plan = result.plan
+    dpo = result.method == "dpo"
+    examples = "preference pairs" if dpo else "dialogues"
+    loss = "TRL fused-head" if dpo else ("chunked" if plan["chunked_loss"] else "full-logits")
     console.print(
-        f"trained {result.steps} steps on {result.train_examples} dialogues "
+        f"trained {result.steps} steps on {result.train_examples} {examples} "
         f"({result.validation_examples} from held-out characters for validation, {result.truncated} truncated)\n"
         f"final training loss {result.final_train_loss}, validation loss {result.final_validation_loss}\n"
-        f"memory: peak RSS {format_bytes(result.peak_rss)} (micro-batch {plan['micro_batch']} × "
+        + (_rewards_line(result.rewards) if dpo else "")
+        + f"memory: peak RSS {format_bytes(result.peak_rss)} (micro-batch {plan['micro_batch']} × "
         f"{plan['accumulation']} accumulated, gradient checkpointing {_on(plan['gradient_checkpointing'])}, "
-        f"{'chunked' if plan['chunked_loss'] else 'full-logits'} loss)\n"
+        f"{loss} loss)\n"
         f"model: {result.out}  (adapter or weights, tokenizer, README.md, loss.png, opencharacter.json); "
         f"base model {result.base_model_id}"
     )
+
+
+def _check_data(method: str, run: Path | None, data: str | None) -> None:
+    """Fail before torch loads: DPO reads preference pairs, SFT dialogues."""
+    from opencharacter.train.preferences import HOW_TO_MAKE, PREFERENCES_FILE
+
+    if run is not None:
+        require_exists(run, "--run", "run directory")
+        needed = PREFERENCES_FILE if method == "dpo" else "dialogues.jsonl"
+        if not (run / needed).is_file():
+            how = HOW_TO_MAKE if method == "dpo" else "make them with `opencharacter synthesize`"
+            raise ConfigError(f"--run {run}: no {needed} there ({how})")
+    elif method == "dpo":
+        require_exists(str(data), "--data", "preferences file")
+    else:
+        check_data_spec(str(data))
+
+
+def _rewards_line(rewards: dict[str, float | None]) -> str:
+    def shown(split: str) -> str:
+        accuracy, margin = rewards.get(f"{split}_accuracy"), rewards.get(f"{split}_margin")
+        return "n/a" if accuracy is None else f"accuracy {accuracy:.2f}, margin {margin:.3f}"
+
+    return f"DPO rewards: training {shown('train')}; held-out characters {shown('validation')}\n"
 
 
 def _on(flag: bool) -> str:

@@ -10,7 +10,7 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from opencharacter.errors import ConfigError, InputError
 from opencharacter.hashing import content_hash
@@ -96,7 +96,16 @@ def _from_rows(
     return TrainingData(examples, where, versions.pop() if versions else None)
 
 
-def split_by_character(examples: list[Example], fraction: float, seed: int) -> tuple[list[Example], list[Example]]:
+class HasCharacter(Protocol):
+    @property
+    def character(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=HasCharacter)
+
+
+def split_by_character(examples: list[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """Dialogues (SFT) or preference pairs (DPO) of held-out characters go to validation."""
     characters = sorted({e.character for e in examples})
     held = 0 if fraction <= 0 or len(characters) < 2 else max(1, round(fraction * len(characters)))
     random.Random(content_hash("split", seed)).shuffle(characters)
@@ -104,7 +113,7 @@ def split_by_character(examples: list[Example], fraction: float, seed: int) -> t
     return [e for e in examples if e.character not in validation], [e for e in examples if e.character in validation]
 
 
-def dump_split(path: Path, train: list[Example], validation: list[Example]) -> None:
+def dump_split(path: Path, train: list[HasCharacter], validation: list[HasCharacter]) -> None:
     """Which characters trained and which were held out: evaluation needs the held-out ones."""
     path.write_text(
         json.dumps(

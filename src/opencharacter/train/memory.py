@@ -35,17 +35,21 @@ class MemoryPlan:
         return asdict(self)
 
 
-def memory_plan(config: TrainConfig, cuda: bool) -> MemoryPlan:
-    """The micro-batch, accumulation, checkpointing and loss that make `config`'s batch fit."""
+def memory_plan(config: TrainConfig, cuda: bool, sequences_per_example: int = 1) -> MemoryPlan:
+    """The micro-batch, accumulation, checkpointing and loss that make `config`'s batch fit.
+
+    A DPO example is a pair: chosen and rejected go through the model together, two sequences.
+    """
     micro = config.batch_size
+    tokens = config.max_length * sequences_per_example
     if not cuda and config.micro_batch_tokens is not None:
-        fits = max(1, config.micro_batch_tokens // config.max_length)
+        fits = max(1, config.micro_batch_tokens // tokens)
         # The largest divisor of the batch that fits, so the effective batch is exactly the configured one.
         micro = max(d for d in range(1, config.batch_size + 1) if config.batch_size % d == 0 and d <= fits)
     accumulation = config.gradient_accumulation * (config.batch_size // micro)
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
-        checkpointing = cuda or micro * config.max_length >= CHECKPOINTING_FROM_TOKENS
+        checkpointing = cuda or micro * tokens >= CHECKPOINTING_FROM_TOKENS
     chunked = (not cuda) if config.chunked_loss is None else config.chunked_loss
     return MemoryPlan(micro, accumulation, checkpointing, chunked)
 

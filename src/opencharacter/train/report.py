@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 
-def plot_losses(history: list[dict[str, Any]], path: Path) -> Path:
+def plot_losses(history: list[dict[str, Any]], path: Path, method: str = "lora") -> Path:
     import matplotlib
 
     matplotlib.use("Agg")  # no display on servers and CI
@@ -21,8 +21,8 @@ def plot_losses(history: list[dict[str, Any]], path: Path) -> Path:
     if validation:
         axis.plot(*zip(*validation, strict=True), label="validation loss (held-out characters)", marker="o")
     axis.set_xlabel("optimizer step")
-    axis.set_ylabel("loss (assistant tokens)")
-    axis.set_title("opencharacter SFT")
+    axis.set_ylabel("DPO loss (chosen vs rejected)" if method == "dpo" else "loss (assistant tokens)")
+    axis.set_title("opencharacter DPO" if method == "dpo" else "opencharacter SFT")
     axis.grid(alpha=0.3)
     axis.legend()
     figure.tight_layout()
@@ -32,14 +32,15 @@ def plot_losses(history: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
-    lora = meta["method"] == "lora"
+    lora = meta["method"] in ("lora", "dpo")
+    dpo = meta["method"] == "dpo"
     base = meta.get("base_model_id") or meta["base_model"]
     embedded = meta["base_model"] == "embedded"
     lines = [
         "---",
         "library_name: peft" if lora else "library_name: transformers",
         f"base_model: {base}",
-        "tags: [role-playing, opencharacter, trl, sft]",
+        f"tags: [role-playing, opencharacter, trl, {'dpo' if dpo else 'sft'}]",
         "---",
         "",
         "# Role-play model trained with opencharacter",
@@ -51,9 +52,19 @@ def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
             if embedded
             else ""
         ),
-        f"- data: `{meta['data']}` — {meta['train_examples']} training dialogues, "
-        f"{meta['validation_examples']} validation dialogues from held-out characters, "
+        f"- data: `{meta['data']}` — {meta['train_examples']} training {'pairs' if dpo else 'dialogues'}, "
+        f"{meta['validation_examples']} validation {'pairs' if dpo else 'dialogues'} from held-out characters, "
         f"{meta['truncated']} truncated at max_length",
+        *(
+            [
+                f"- DPO (sigmoid loss, beta {meta['config']['dpo_beta']}) on best vs worst candidate answers; "
+                f"reference model: {meta.get('reference_model')}",
+                f"- reward accuracy / margin: training {_rewards(meta, 'train')}, "
+                f"held-out characters {_rewards(meta, 'validation')}",
+            ]
+            if dpo
+            else []
+        ),
         f"- system prompt: `{meta['system_prompt_version'] or 'as given in the data'}` "
         "(chat and evaluation render the same template)",
         f"- optimizer steps: {meta['steps']}",
@@ -65,7 +76,8 @@ def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
             else []
         ),
         "",
-        "Loss is computed on assistant tokens only. ![loss curves](loss.png)",
+        ("DPO loss on the chosen and rejected answers." if dpo else "Loss is computed on assistant tokens only.")
+        + " ![loss curves](loss.png)",
         "",
         "## Use",
         "",
@@ -96,3 +108,9 @@ def write_model_card(out: Path, meta: dict[str, Any]) -> Path:
     path = out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _rewards(meta: dict[str, Any], split: str) -> str:
+    rewards = meta.get("rewards") or {}
+    accuracy, margin = rewards.get(f"{split}_accuracy"), rewards.get(f"{split}_margin")
+    return "n/a" if accuracy is None else f"{accuracy:.2f} / {margin:.3f}"

@@ -1,0 +1,300 @@
+"""What SFT and DPO share: the output directory, the base model and tokenizer, TRL's arguments, the
+progress line, checkpoints and resume, and everything written beside the weights.
+
+Both trainers are thin wrappers over TRL; only the data and the TRL trainer class differ, so one
+`opencharacter.json`, one model card and one loader (`backends/model_loading.py`) serve both.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from opencharacter.backends.model_loading import MODEL_META, adapter_base, resolve_model_path
+from opencharacter.errors import ConfigError, MissingDependencyError
+from opencharacter.train.config import TrainConfig
+from opencharacter.train.memory import MemoryPlan, peak_rss_bytes
+from opencharacter.train.report import plot_losses, write_model_card
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    train_examples: int
+    validation_examples: int
+    truncated: int
+    steps: int
+    losses: list[dict[str, float]] = field(default_factory=list)
+    final_train_loss: float | None = None
+    final_validation_loss: float | None = None
+    peak_rss: int = 0
+    """Peak resident memory of this process, bytes (includes loading data and the model)."""
+    plan: dict[str, Any] = field(default_factory=dict)
+    base_model_id: str = ""
+    method: str = "lora"
+    rewards: dict[str, float | None] = field(default_factory=dict)
+    """DPO only: reward accuracy and margin, last logged in training and on held-out characters."""
+
+
+@dataclass
+class LoadedBase:
+    model: Any
+    tokenizer: Any
+    base_model: str
+    """The base as this machine names it ('embedded', a hub id, a directory): what our loader resolves."""
+    cuda: bool
+    bf16: bool
+
+
+def import_trl() -> None:
+    """Fail with the pip command, not a traceback, when the `train` extra is missing."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "trl", "train") from None
+    from opencharacter.backends.embedded import quiet_transformers
+
+    quiet_transformers()
+    import datasets
+
+    datasets.disable_progress_bars()
+
+
+def check_out(out: Path, resume: bool) -> None:
+    if out.exists() and any(out.iterdir()) and not resume:
+        raise ConfigError(f"{out} exists and is not empty; choose a new --out or pass --resume")
+
+
+def base_model_name(config: TrainConfig) -> str:
+    """The base model: `config.model`, or the one `init_adapter` was trained on (a LoRA adapter only
+    makes sense on its own base, so naming another one explicitly is an error)."""
+    if not config.init_adapter:
+        return config.model
+    directory = Path(config.init_adapter)
+    if not (directory / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"init_adapter {directory}: not a LoRA adapter directory (no adapter_config.json); "
+            "a fully fine-tuned model is a base model: pass it as --model"
+        )
+    base = adapter_base(str(directory)) or config.model  # with adapter_config.json, it names a base or raises
+    if "model" in config.model_fields_set and config.model != base:
+        raise ConfigError(f"init_adapter {directory} was trained on {base}, not on --model {config.model}")
+    return base
+
+
+def load_base(config: TrainConfig) -> LoadedBase:
+    """Tokenizer and model as SFT and DPO both train them; with `init_adapter`, the adapter is
+    loaded on top, trainable, so training continues from it."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    base = base_model_name(config)
+    weights = resolve_model_path(base)
+    tokenizer = AutoTokenizer.from_pretrained(config.init_adapter or weights)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.bfloat16 if bf16 else torch.float32)
+    if config.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, config.init_adapter, is_trainable=True)
+        # Its config names the hub id (record_adapter_base); peft would look it up online when saving.
+        # Point it at the local weights as a fresh adapter does; the output names the hub id again.
+        model.peft_config["default"].base_model_name_or_path = weights
+    return LoadedBase(model, tokenizer, base, cuda, bf16)
+
+
+def lora_config(config: TrainConfig) -> Any:
+    """A fresh adapter from the settings; None when training continues from `init_adapter` (its own
+    rank and targets) or fine-tunes every weight."""
+    if config.init_adapter or config.method == "full":
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def trainer_arguments(
+    config: TrainConfig, plan: MemoryPlan, checkpoints: Path, loaded: LoadedBase, has_validation: bool
+) -> dict[str, Any]:
+    """The TrainingArguments both SFTConfig and DPOConfig take, from one TrainConfig."""
+    return {
+        "output_dir": str(checkpoints),
+        "learning_rate": config.learning_rate,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps,
+        "per_device_train_batch_size": plan.micro_batch,
+        "per_device_eval_batch_size": plan.micro_batch,
+        "gradient_accumulation_steps": plan.accumulation,
+        "warmup_steps": config.warmup_ratio,
+        "lr_scheduler_type": config.scheduler,
+        "max_length": config.max_length,
+        "seed": config.seed,
+        "logging_steps": config.logging_steps,
+        "logging_first_step": True,
+        "eval_strategy": "steps" if has_validation else "no",
+        "eval_steps": config.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": config.save_steps,
+        "save_total_limit": 2,
+        "bf16": loaded.bf16,  # DPOConfig defaults to True; CPUs train in float32
+        "use_cpu": not loaded.cuda,
+        "report_to": "none",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        "gradient_checkpointing": plan.gradient_checkpointing,
+    }
+
+
+def _loss_line_callback() -> Any:
+    from transformers import TrainerCallback
+
+    from opencharacter.train.progress import StepClock
+
+    class LossLine(TrainerCallback):
+        """One short line per log: step/total, loss, validation loss (DPO: reward accuracy), rate and
+        ETA — not raw dicts."""
+
+        last = ""
+        clock: StepClock | None = None
+
+        def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+            self.clock = StepClock(state.global_step, state.max_steps)
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
+            if not logs:
+                return
+            parts = [f"step {state.global_step}/{state.max_steps}"]
+            if "loss" in logs:
+                parts.append(f"loss {float(logs['loss']):.4f}")
+            if "rewards/accuracies" in logs:
+                parts.append(f"reward accuracy {float(logs['rewards/accuracies']):.2f}")
+            if "eval_loss" in logs:
+                parts.append(f"validation loss {float(logs['eval_loss']):.4f}")
+            if "eval_rewards/accuracies" in logs:
+                parts.append(f"validation reward accuracy {float(logs['eval_rewards/accuracies']):.2f}")
+            line = "  " + " · ".join(parts)
+            # The final evaluate() repeats the last validation line (only its rate would differ).
+            if len(parts) == 1 or line == self.last:
+                return
+            self.last = line
+            rate = self.clock.rate_and_eta(state.global_step) if self.clock is not None else ""
+            print(line + (f" · {rate}" if rate else ""), file=sys.stderr, flush=True)
+
+    return LossLine()
+
+
+def last_checkpoint(directory: Path) -> str | None:
+    checkpoints = sorted(directory.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    return str(checkpoints[-1]) if checkpoints else None
+
+
+def fit(trainer: Any, checkpoints: Path, resume: bool, has_validation: bool) -> dict[str, float]:
+    """Train (from the last checkpoint when resuming) with our progress line; the final validation metrics."""
+    from transformers import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(_loss_line_callback())
+    trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints) if resume else None)
+    return dict(trainer.evaluate()) if has_validation else {}
+
+
+def save_model(trainer: Any, tokenizer: Any, out: Path, config: TrainConfig, base_id: str) -> None:
+    """The weights a user loads: the trained adapter only (DPO keeps a frozen copy of `init_adapter`
+    as its reference, named 'ref': not part of the result), or the full model."""
+    model = trainer.model
+    if config.method == "full":
+        model.save_pretrained(out)
+    else:
+        model.save_pretrained(out, selected_adapters=["default"])
+        record_adapter_base(out, base_id)
+    tokenizer.save_pretrained(out)
+    if config.merge and config.method != "full":
+        if "ref" in model.peft_config:
+            model.delete_adapter("ref")
+        merged = model.merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        tokenizer.save_pretrained(out / "merged")
+
+
+def write_reports(out: Path, meta: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    (out / MODEL_META).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    (out / "loss_history.json").write_text(json.dumps(history, indent=2), encoding="utf-8")
+    plot_losses(history, out / "loss.png", meta["method"])
+    write_model_card(out, meta)
+
+
+def result_meta(config: TrainConfig, result: TrainResult, base_model: str, data: str, version: str | None) -> dict:
+    """`opencharacter.json`: what our loader resolves (e.g. 'embedded' → its converted files) and what
+    others load, plus how the model was made."""
+    return {
+        "base_model": base_model,
+        "base_model_id": result.base_model_id,
+        "memory_plan": result.plan,
+        "peak_rss_bytes": result.peak_rss,
+        "method": config.method,
+        "init_adapter": config.init_adapter,
+        "system_prompt_version": version,
+        "data": data,
+        "config": config.model_dump(mode="json"),
+        "train_examples": result.train_examples,
+        "validation_examples": result.validation_examples,
+        "truncated": result.truncated,
+        "steps": result.steps,
+        "final_train_loss": result.final_train_loss,
+        "final_validation_loss": result.final_validation_loss,
+        **({"rewards": result.rewards} if result.rewards else {}),
+    }
+
+
+def finish(
+    trainer: Any, config: TrainConfig, out: Path, loaded: LoadedBase, plan: MemoryPlan, counts: tuple[int, int, int]
+) -> TrainResult:
+    """Save the model, then the result, whose meta and reports the caller writes after adding its own."""
+    base_id = shareable_base_id(loaded.base_model)
+    save_model(trainer, loaded.tokenizer, out, config, base_id)
+    history = [dict(entry) for entry in trainer.state.log_history]
+    train_losses = [e["loss"] for e in history if "loss" in e]
+    return TrainResult(
+        out=out,
+        train_examples=counts[0],
+        validation_examples=counts[1],
+        truncated=counts[2],
+        steps=trainer.state.global_step,
+        losses=history,
+        final_train_loss=train_losses[-1] if train_losses else None,
+        peak_rss=peak_rss_bytes(),
+        plan=plan.as_dict(),
+        base_model_id=base_id,
+        method=config.method,
+    )
+
+
+def shareable_base_id(model: str) -> str:
+    """The base model as anyone can load it: the hub id of the embedded model, else what was given."""
+    from opencharacter.backends.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
+
+    return EMBEDDED_HUB_ID if model == EMBEDDED_NAME else model
+
+
+def record_adapter_base(out: Path, base_id: str) -> None:
+    """peft writes the path the base was loaded from (here, this machine's cache): name the hub id,
+    so plain peft / transformers / vLLM load the adapter anywhere. Our own loader still resolves
+    the local files through `opencharacter.json`."""
+    path = out / "adapter_config.json"
+    adapter = json.loads(path.read_text(encoding="utf-8"))
+    adapter["base_model_name_or_path"] = base_id
+    path.write_text(json.dumps(adapter, indent=2, sort_keys=True) + "\n", encoding="utf-8")
