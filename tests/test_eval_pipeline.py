@@ -84,8 +84,13 @@ def test_compare_reports_deltas_with_intervals(tmp_path, run_cli, benchmark):
     code, out, err = run_cli("eval", "compare", first, second, "--samples", 200)
     assert code == 0, err
     rows = json.loads(out.strip().splitlines()[-1])
-    assert [r["task"] for r in rows] == [*(t.name for t in TASKS), "PersonaScore", "fidelity MRR"]
-    assert "fidelity MRR" in err and err.count("[") >= 7  # every row of the table has its interval
+    assert [r["task"] for r in rows] == [
+        *(t.name for t in TASKS),
+        "PersonaScore",
+        "fidelity MRR",
+        "lexical fidelity MRR",
+    ]
+    assert "lexical MRR" in err and err.count("[") >= 8  # every row of the table has its interval
     assert all(r["low"] <= r["delta"] <= r["high"] for r in rows)
     code, _, err = run_cli("eval", "compare", first, tmp_path)
     assert code == 2 and "not an evaluation directory" in err

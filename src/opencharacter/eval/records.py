@@ -47,5 +47,10 @@ class Verdict(Record):
 class FidelityResult(Record):
     question: str
     persona_id: str
-    rank: int = Field(description="1-based rank of the answering character's own profile among all candidates.")
+    rank: int = Field(
+        description="1-based rank of the answering character's own profile among all candidates (embedding)."
+    )
     candidates: int
+    lexical_rank: int | None = Field(
+        None, description="The same rank by BM25 over the answer's words; None in evaluations made before 0.2."
+    )

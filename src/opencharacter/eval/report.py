@@ -47,14 +47,32 @@ def _score_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def _fidelity_line(fidelity: dict[str, float]) -> str:
+SELECTION_NOTE = (
+    "Candidate selection (synthesis.candidates) optimises the embedding fidelity; "
+    "the lexical one (BM25 over the answer's words) is the independent check."
+)
+
+
+def _fidelity_line(fidelity: dict[str, Any], name: str = "Character fidelity") -> str:
     if not fidelity.get("answers"):
-        return "Character fidelity: not measured (needs at least two characters)."
+        reason = "needs at least two characters" if name == "Character fidelity" else "rerun this evaluation to add it"
+        return f"{name}: not measured ({reason})."
     return (
-        f"Character fidelity ({fidelity['answers']} answers, {fidelity['candidates']} candidate profiles): "
+        f"{name} ({fidelity['answers']} answers, {fidelity['candidates']} candidate profiles): "
         f"top-1 {fidelity['top1']:.2f} (chance {fidelity['chance_top1']:.2f}), "
         f"MRR {fidelity['mrr']:.2f} (chance {fidelity['chance_mrr']:.2f})"
     )
+
+
+def fidelity_lines(summary: dict[str, Any]) -> list[str]:
+    """Both fidelity signals and which one selection optimised (none when fidelity was not measured)."""
+    if not summary["fidelity"].get("answers"):
+        return [_fidelity_line(summary["fidelity"])]
+    return [
+        _fidelity_line(summary["fidelity"], "Character fidelity, embedding (MiniLM cosine)"),
+        _fidelity_line(summary.get("fidelity_lexical") or {}, "Character fidelity, lexical (BM25)"),
+        SELECTION_NOTE,
+    ]
 
 
 def model_label(model: str) -> str:
@@ -145,7 +163,7 @@ def write_reports(
         "|---|---|---|---|",
         *(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows),
         "",
-        _fidelity_line(summary["fidelity"]),
+        *(f"- {line}" for line in fidelity_lines(summary)),
         "",
         *(
             [
@@ -221,7 +239,7 @@ td:first-child,th:first-child{{text-align:left}}.w{{border-left:3px solid #c44;p
 <p>Judges: {escape(", ".join(summary["judges"]))} · system prompt: <code>{escape(summary["system_prompt"])}</code> ·
 {summary["personas"]} personas · {summary["verdicts"]} verdicts, {summary["excluded_verdicts"]} excluded</p>
 <table><tr><th>task</th><th>mean</th><th>std</th><th>personas</th></tr>{table}</table>
-<p>{escape(_fidelity_line(summary["fidelity"]))}</p>
+<p>{"<br>".join(escape(line) for line in fidelity_lines(summary))}</p>
 {side_html}{held_html}
 <img alt="radar chart" src="data:image/png;base64,{image}">
 <h2>Lowest-scored answers</h2>{worst_html}</body></html>"""

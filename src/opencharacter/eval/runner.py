@@ -20,6 +20,7 @@ from opencharacter.engine import Engine
 from opencharacter.errors import ConfigError, MissingDependencyError
 from opencharacter.eval import stages
 from opencharacter.eval.fidelity import QUESTIONS, Embedder, embedder_path, fidelity_summary, rank_answers
+from opencharacter.eval.lexical import LexicalScorer
 from opencharacter.eval.progress import EvalProgress
 from opencharacter.eval.records import Answer, EvalPersona, FidelityResult, Question, Verdict
 from opencharacter.eval.report import write_reports
@@ -57,6 +58,15 @@ def _light(questions: list[Question]) -> list[Question]:
             seen.add((question.persona_id, question.task))
             kept.append(question)
     return kept
+
+
+def rank_fidelity(profiles: dict[str, str], answers: list[Answer]) -> list[FidelityResult]:
+    """Both fidelity signals for the stored answers: pure computation, no model call, so a rerun of
+    a finished evaluation (or an older one, made before the lexical signal) fills them in for free."""
+    triples = [(a.question, a.persona_id, a.answer) for a in answers]
+    embedding = rank_answers(Embedder(), profiles, triples)
+    lexical = rank_answers(LexicalScorer(), profiles, triples)
+    return [e.model_copy(update={"lexical_rank": x.rank}) for e, x in zip(embedding, lexical, strict=True)]
 
 
 async def _evaluate(
@@ -197,10 +207,7 @@ async def _evaluate(
             fidelity_answers = [a for a in store.records("fidelity", Answer) if a.question_id in shared_ids]
             profiles = {p.persona_id: p.character or p.persona for p in personas}
             progress.note(f"fidelity: loading the embedding model and ranking {len(fidelity_answers)} answers")
-            embed = await asyncio.to_thread(Embedder)
-            fidelity = await asyncio.to_thread(
-                rank_answers, embed, profiles, [(a.question, a.persona_id, a.answer) for a in fidelity_answers]
-            )
+            fidelity = await asyncio.to_thread(rank_fidelity, profiles, fidelity_answers)
     finally:
         progress.close()
         for backend in backends.values():
@@ -260,7 +267,8 @@ def evaluate(
         light=config.light,
         personas=len(personas),
         questions=len(data["questions"]),
-        fidelity=fidelity_summary(data["fidelity"]),
+        fidelity=fidelity_summary(data["fidelity"], "embedding"),
+        fidelity_lexical=fidelity_summary(data["fidelity"], "lexical"),
         failures=len(data["failures"]),
         config=config.model_dump(mode="json"),
     )
@@ -299,11 +307,12 @@ def check_dependencies(model: BackendConfig, judges: list[BackendConfig], config
     """Name the missing extra before the first call, not after an hour of judging.
 
     The report's radar chart needs matplotlib, fidelity needs torch, transformers and the embedding
-    model; a local model under test or judge needs the `local` extra (its backend says so itself).
+    model (embedding signal) and bm25s (lexical signal); a local model under test or judge needs the
+    `local` extra (its backend says so itself).
     """
     needed = ["matplotlib"]
     if config.fidelity and personas >= 2:
-        needed += ["torch", "transformers"]
+        needed += ["torch", "transformers", "bm25s"]
     for module in needed:
         if not _installed(module):
             raise MissingDependencyError(module, "eval")

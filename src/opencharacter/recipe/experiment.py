@@ -7,7 +7,8 @@
 3. Filters, then one LoRA student per strategy.
 4. The base student and each tuned student answer as the held-out characters: judge-free fidelity
    and light PersonaGym-style judging, with identical questions and score anchors for all models.
-5. One table: base vs tuned per metric, deltas with bootstrap intervals, and the data and compute.
+5. One table (`recipe/table.py`): base vs tuned per metric — both fidelities (embedding, lexical) and
+   PersonaScore — deltas with bootstrap intervals, the issue-11 target verdict, the data and compute.
 """
 
 from __future__ import annotations
@@ -23,23 +24,21 @@ from typing import Any
 from opencharacter.backends.model_loading import MODEL_META
 from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig, TrainConfig
 from opencharacter.errors import RunIncomplete
-from opencharacter.eval.fidelity import reciprocal_ranks
 from opencharacter.eval.runner import evaluate
-from opencharacter.eval.scores import bootstrap_delta
 from opencharacter.eval.sources import load_run_characters
 from opencharacter.export.run_files import DIALOGUES
 from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
 from opencharacter.pipeline import load_instruction_sources, make_profiles, select, synthesize
+from opencharacter.recipe.table import METRICS, render_markdown
+from opencharacter.recipe.table import results_table as _table
 from opencharacter.records import Persona
 from opencharacter.session import RunSession, execute
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
 
 _STUDENT_KEY = "recipe_key.txt"
-METRICS = ("PersonaScore", "Expected Action", "Toxicity Control", "Linguistic Habits", "Persona Consistency",
-           "Action Justification")  # fmt: skip
 
 
 def split_personas(personas: list[Persona], held_out: float, seed: int) -> tuple[list[Persona], list[Persona]]:
@@ -187,70 +186,4 @@ def _usage(run: Path) -> dict[str, Any]:
         store.close()
 
 
-def _per_persona(summary: dict[str, Any], metric: str) -> dict[str, float]:
-    return {p: s[metric] for p, s in summary["per_persona"].items() if metric in s}
-
-
-def _table(evals: dict[str, dict[str, Any]], base_dir: Path) -> list[dict[str, Any]]:
-    base = evals["base"]
-    rows = []
-    base_rr = reciprocal_ranks(base_dir)
-    for label, summary in evals.items():
-        row: dict[str, Any] = {"model": label}
-        for metric in METRICS:
-            row[metric] = summary["scores"][metric]["mean"]
-            if label != "base":
-                row[f"{metric} delta"] = bootstrap_delta(_per_persona(base, metric), _per_persona(summary, metric))
-        fidelity = summary["fidelity"]
-        row["fidelity top-1"] = fidelity.get("top1")
-        row["fidelity MRR"] = fidelity.get("mrr")
-        row["fidelity chance MRR"] = fidelity.get("chance_mrr")
-        if label != "base":
-            row["fidelity MRR delta"] = bootstrap_delta(base_rr, reciprocal_ranks(base_dir.parent / label))
-        row["excluded verdicts"] = summary["excluded_verdicts"]
-        rows.append(row)
-    return rows
-
-
-def _fmt(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return "n/a"
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-def render_markdown(results: dict[str, Any]) -> str:
-    lines = ["# Recipe results: base vs tuned students on held-out characters", ""]
-    header = ["model", "fidelity MRR", "fidelity top-1", *METRICS, "excluded verdicts"]
-    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in results["table"]:
-        cells = [row["model"]]
-        for metric in header[1:]:
-            cell = _fmt(row.get(metric))
-            delta = row.get(f"{metric} delta")
-            if delta is not None:
-                cell += f" ({delta[0]:+.2f} [{delta[1]:+.2f}, {delta[2]:+.2f}])"
-            cells.append(cell)
-        lines.append("| " + " | ".join(cells) + " |")
-    chance = results["table"][0].get("fidelity chance MRR")
-    usage, split = results["usage"], results["split"]
-    lines += [
-        "",
-        f"Deltas are against the base student, with 95% bootstrap intervals over held-out characters. "
-        f"Chance fidelity MRR: {_fmt(chance)}.",
-        "",
-        "## Data and compute",
-        "",
-        f"- characters: {split['train_characters']} for training, {split['held_out_characters']} held out",
-        f"- teacher: {usage['calls']} calls, {usage['prompt_tokens']} prompt + {usage['completion_tokens']} "
-        f"completion tokens, {usage['dialogues']} dialogues",
-        f"- filters: {results['filters']['dialogues_out']} of {results['filters']['dialogues_in']} dialogues kept; "
-        f"removed: {results['filters']['removed']}",
-        *(
-            f"- student {s}: {t['dialogues']} dialogues, {t['steps']} steps, {t['seconds']:.0f} s, "
-            f"final loss {_fmt(t['final_train_loss'])} (validation {_fmt(t['final_validation_loss'])})"
-            for s, t in results["training"].items()
-        ),
-        "- wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items()),
-        "",
-    ]
-    return "\n".join(lines)
+__all__ = ["METRICS", "_table", "render_markdown", "run_recipe", "split_personas"]
