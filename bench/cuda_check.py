@@ -128,10 +128,8 @@ def main() -> None:
     report["sft files"] = sorted(p.name for p in sft.iterdir())
     if args.preferences is not None:
         dpo = args.work / "dpo"
-        report["dpo seconds"] = train(
-            ["--method", "dpo", "--data", str(args.preferences), "--init-adapter", str(sft), "--out", str(dpo), *common],
-            args.out / "dpo.log",
-        )
+        dpo_args = ["--method", "dpo", "--data", str(args.preferences), "--init-adapter", str(sft)]
+        report["dpo seconds"] = train([*dpo_args, "--out", str(dpo), *common], args.out / "dpo.log")
         report["dpo files"] = sorted(p.name for p in dpo.iterdir())
     (args.out / "cuda_check.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2), flush=True)

@@ -446,6 +446,12 @@ class RecipeConfig(Config):
     synthesis: SynthesisConfig = Field(default_factory=SynthesisConfig)
     filters: FiltersConfig = Field(default_factory=FiltersConfig)
     train: TrainConfig = Field(default_factory=TrainConfig, description="Student training; `model` is the student.")
+    dpo: TrainConfig | None = Field(
+        None,
+        description="A further student: the SFT student of `dpo_from`, then DPO on its best-vs-worst candidate pairs "
+        "(needs synthesis.candidates > 1); `model`, `method` and `init_adapter` are set by the recipe.",
+    )
+    dpo_from: Strategy = Field("generate", description="Which SFT student the DPO student starts from.")
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(light=True))
     student_backend: BackendConfig = Field(
         default_factory=BackendConfig, description="How the student answers in evaluation (model is filled in)."

@@ -26,7 +26,7 @@ from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig,
 from opencharacter.errors import RunIncomplete
 from opencharacter.eval.runner import evaluate
 from opencharacter.eval.sources import load_run_characters
-from opencharacter.export.run_files import DIALOGUES
+from opencharacter.export.run_files import DIALOGUES, PREFERENCE_PAIRS
 from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
@@ -75,8 +75,6 @@ def _make_data(
 
 def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     """The whole experiment; raises RunIncomplete at the end (results written) if teacher items failed."""
-    from opencharacter.train.trainer import train
-
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -97,25 +95,24 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     trained: dict[str, Any] = {}
     data_digest = hashlib.sha256((filtered / DIALOGUES).read_bytes()).hexdigest()  # once, for every student
     for strategy in config.strategies:
-        step = time.monotonic()
         settings = config.train.model_copy(update={"strategies": [strategy], "seed": config.seed})
-        target = out / f"model-{strategy}"
-        models[strategy] = target
-        if _prepare_student(target, out / "evals" / strategy, _student_key(settings, data_digest)):
-            meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
-            trained[strategy] = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
-            trained[strategy].update(dialogues=meta["train_examples"], seconds=meta.get("seconds", 0.0))
-            continue
-        result = train(settings, filtered, target, resume=True)  # from its last checkpoint, if it has one
-        trained[strategy] = {
-            "dialogues": result.train_examples,
-            "steps": result.steps,
-            "final_train_loss": result.final_train_loss,
-            "final_validation_loss": result.final_validation_loss,
-            "seconds": time.monotonic() - step,
-        }
-        meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
-        (target / MODEL_META).write_text(json.dumps({**meta, "seconds": trained[strategy]["seconds"]}, indent=2))
+        models[strategy] = out / f"model-{strategy}"
+        trained[strategy] = _student(settings, filtered, models[strategy], out, data_digest)
+    if config.dpo is not None:
+        label = f"{config.dpo_from}+dpo"
+        sft = models[config.dpo_from]
+        settings = config.dpo.model_copy(
+            update={
+                "model": config.train.model, "method": "dpo", "init_adapter": str(sft),
+                "strategies": [config.dpo_from], "seed": config.seed,
+            }
+        )  # fmt: skip
+        # A DPO student is a function of its SFT student too: retrained whenever that one is.
+        pairs = filtered / PREFERENCE_PAIRS
+        digest = content_hash("dpo-data", (sft / _STUDENT_KEY).read_text(encoding="utf-8"),
+                              hashlib.sha256(pairs.read_bytes()).hexdigest() if pairs.exists() else None)  # fmt: skip
+        models[label] = out / f"model-{label}"
+        trained[label] = _student(settings, filtered, models[label], out, digest)
 
     held = load_run_characters(out / "held_out")
     evals: dict[str, Any] = {}
@@ -146,6 +143,29 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     if incomplete is not None:
         raise incomplete
     return results
+
+
+def _student(settings: TrainConfig, data: Path, target: Path, out: Path, data_digest: str) -> dict[str, Any]:
+    """Train one student (or reuse it when its settings and data are unchanged); what the table reports."""
+    from opencharacter.train.trainer import train
+
+    step = time.monotonic()
+    evaluation = out / "evals" / target.name.removeprefix("model-")
+    if _prepare_student(target, evaluation, _student_key(settings, data_digest)):
+        meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
+        trained = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
+        return {**trained, "dialogues": meta["train_examples"], "seconds": meta.get("seconds", 0.0)}
+    result = train(settings, data, target, resume=True)  # from its last checkpoint, if it has one
+    trained = {
+        "dialogues": result.train_examples,
+        "steps": result.steps,
+        "final_train_loss": result.final_train_loss,
+        "final_validation_loss": result.final_validation_loss,
+        "seconds": time.monotonic() - step,
+    }
+    meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
+    (target / MODEL_META).write_text(json.dumps({**meta, "seconds": trained["seconds"]}, indent=2))
+    return trained
 
 
 def _student_key(settings: TrainConfig, data_digest: str) -> str:
