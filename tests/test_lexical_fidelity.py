@@ -111,7 +111,7 @@ def test_recipe_table_states_the_target_met_or_not_with_the_numbers(tmp_path):
     # Without the strong student, the best one is better on the embedding signal only: not met, and why.
     del evals["generate"]
     markdown = render_markdown({**results, "table": results_table(evals, tmp_path / "base")})
-    line = next(x for x in markdown.splitlines() if x.startswith("Target"))
+    line = next(x for x in markdown.splitlines() if x.startswith("Effect on held-out characters"))
     assert "**NOT MET** — best tuned student `dpo`" in line
     assert "lexical MRR delta +0.00 [+0.00, +0.00] (interval above 0: no)" in line
     assert "embedding MRR delta" in line and "(interval above 0: yes)" in line

@@ -30,11 +30,12 @@ out: {tmp_path / "recipe"}
 held_out: 0.3
 personas: {{path: {sample_path("personas.jsonl")}, limit: 7}}
 instructions: [{{path: {sample_path("instructions.jsonl")}, limit: 4}}]
-teacher: {{backend: fake}}
+teacher: {{backend: fake, options: {{sample_system_words: 6}}}}
 judges: [{{backend: fake}}]
-synthesis: {{per_instruction: 2}}
+synthesis: {{per_instruction: 2, candidates: 2}}
 filters: {{near_duplicate_profiles: null}}
 train: {{model: embedded, max_steps: 2, batch_size: 2, max_length: 320, learning_rate: 0.001}}
+dpo: {{max_steps: 1, batch_size: 2, max_length: 320}}
 eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fidelity_questions: 1}}
 """,
         encoding="utf-8",
@@ -44,7 +45,7 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fideli
     assert code == 0, err
     out = tmp_path / "recipe"
     results = json.loads((out / "results.json").read_text())
-    assert [row["model"] for row in results["table"]] == ["base", "generate", "rewrite"]
+    assert [row["model"] for row in results["table"]] == ["base", "generate", "rewrite", "generate+dpo"]
     assert results["split"] == {"train_characters": 5, "held_out_characters": 2}
     held = {
         json.loads(line)["character_id"] for line in (out / "held_out" / "characters.jsonl").read_text().splitlines()
@@ -57,6 +58,10 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fideli
     for strategy in ("generate", "rewrite"):
         meta = json.loads((out / f"model-{strategy}" / "opencharacter.json").read_text())
         assert meta["steps"] == 2 and meta["config"]["strategies"] == [strategy]
+    # The DPO student starts from the G student and learns from the selection's pairs.
+    dpo = json.loads((out / "model-generate+dpo" / "opencharacter.json").read_text())
+    assert dpo["config"]["method"] == "dpo" and dpo["config"]["init_adapter"] == str(out / "model-generate")
+    assert dpo["steps"] == 1 and (out / "data" / "filtered" / "preferences.jsonl").read_text().strip()
     generate_row = results["table"][1]
     delta, low, high = generate_row["PersonaScore delta"]
     assert low <= delta <= high
@@ -73,7 +78,7 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fideli
     assert code == 0 and "retraining" not in err and adapter.stat().st_mtime_ns == stamp
     config.write_text(config.read_text().replace("learning_rate: 0.001", "learning_rate: 0.0005"), encoding="utf-8")
     code, _, err = run_cli("recipe", config, "-q")
-    assert code == 0 and err.count("retraining") == 2, err
+    assert code == 0 and err.count("retraining") == 3, err  # both SFT students, and DPO on top of G
     assert adapter.stat().st_mtime_ns != stamp
     meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
     assert meta["config"]["learning_rate"] == 0.0005 and meta["steps"] == 2

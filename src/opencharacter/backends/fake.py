@@ -10,6 +10,7 @@ n-th distinct request), `invalid_json_first` (invalid JSON on first tries), `del
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 from typing import Any
 
@@ -93,5 +94,16 @@ class FakeBackend(Backend):
             name = re.search(r"^Name: (.+)$", system, re.MULTILINE)
             speaker = name.group(1) if name else "assistant"
             text = f"[{speaker}] {request.messages[-1].content[:80]}"
+            if options.get("sample_system_words") and request.sampling.seed is not None:
+                text += " " + _system_words(system, int(options["sample_system_words"]), request.sampling.seed)
         words = sum(len(m.content.split()) for m in request.messages)
         return Completion(text=text, prompt_tokens=words, completion_tokens=len(text.split()))
+
+
+def _system_words(system: str, count: int, seed: int) -> str:
+    """`count` words of the system prompt, drawn by the call's seed: candidates of one answer then
+    differ in how much of the profile they echo, as a real model's samples do (option
+    `sample_system_words`; a seeded choice, so a rerun gives the same text)."""
+    words = [w for w in re.findall(r"[A-Za-z]{4,}", system)]
+    rng = random.Random(seed)
+    return " ".join(rng.choice(words) for _ in range(count)) if words else ""

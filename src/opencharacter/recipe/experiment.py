@@ -31,7 +31,7 @@ from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
 from opencharacter.pipeline import load_instruction_sources, make_profiles, select, synthesize
-from opencharacter.recipe.table import METRICS, render_markdown
+from opencharacter.recipe.table import METRICS, render_markdown, target_verdict
 from opencharacter.recipe.table import results_table as _table
 from opencharacter.records import Persona
 from opencharacter.session import RunSession, execute
@@ -134,7 +134,8 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
         "training": trained,
         "usage": _usage(out / "data"),
         "timings_seconds": timings,
-        "table": _table(evals, base_dir),
+        "table": (table := _table(evals, base_dir)),
+        "effect": target_verdict(table),
         "evaluations": {label: str(out / "evals" / label) for label in evals},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")

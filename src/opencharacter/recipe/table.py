@@ -129,7 +129,7 @@ def verdict_line(table: list[dict[str, Any]]) -> str:
     """One line: met or not met, and for each fidelity the numbers each condition was judged on."""
     verdict = target_verdict(table)
     if verdict["student"] is None:
-        return "Target (issue 11): not judged — no tuned student."
+        return "Effect on held-out characters: not judged — no tuned student."
     row = next(r for r in table if r["model"] == verdict["student"])
     base = next(r for r in table if r["model"] == "base")
     yes = {True: "yes", False: "no"}
@@ -144,7 +144,9 @@ def verdict_line(table: list[dict[str, Any]]) -> str:
             f"excess {excess} (≥ {TARGET_EXCESS_RATIO}× base: {yes[verdict['checks'][f'{prefix} excess']]})"
         )
     state = "MET" if verdict["met"] else "NOT MET"
-    return f"Target (issue 11): **{state}** — best tuned student `{verdict['student']}`: " + "; ".join(parts) + "."
+    claim = f"both fidelities' deltas above 0, excess ≥ {TARGET_EXCESS_RATIO}× base"
+    head = f"Effect on held-out characters ({claim}): **{state}** — best tuned student `{verdict['student']}`: "
+    return head + "; ".join(parts) + "."
 
 
 def render_markdown(results: dict[str, Any]) -> str:
