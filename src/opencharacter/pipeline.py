@@ -147,14 +147,15 @@ async def select(session: RunSession, config: SynthesisConfig) -> None:
 
     summary = await select_candidates_async(session.store, config.selection, config.seed)
     meta = summary.as_meta()
-    line = (
-        f"selection: {summary.kept} of {summary.pairs} pairs kept from {summary.candidates} candidates"
-        f" ({summary.dropped} dropped below chance, {summary.preferences} preference pairs,"
-        f" {summary.scored_now} pairs scored now); mean reciprocal rank best {meta['mean_best_rr']:.3f}"
-        f" vs first candidate {meta['mean_first_rr']:.3f}"
+    result = StageResult("selection", total=summary.pairs, done_before=summary.pairs - summary.scored_now)
+    result.made = summary.scored_now
+    result.notes.append(
+        f"{summary.kept} of {summary.pairs} pairs kept from {summary.candidates} candidates"
+        f" ({summary.dropped} dropped below chance, {summary.preferences} preference pairs);"
+        f" mean reciprocal rank of the kept {meta['mean_best_rr']:.3f}"
+        f" vs the first candidates' {meta['mean_first_rr']:.3f}"
     )
-    if session.results:
-        session.results[-1].notes.append(line)
+    session.results.append(result)
 
 
 # -- whole commands ----------------------------------------------------------------------------------
