@@ -34,6 +34,7 @@ from opencharacter.pipeline import load_instruction_sources, make_profiles, sele
 from opencharacter.recipe.table import METRICS, render_markdown, target_verdict
 from opencharacter.recipe.table import results_table as _table
 from opencharacter.records import Persona
+from opencharacter.selection import dialogue_stage
 from opencharacter.session import RunSession, execute
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
@@ -197,7 +198,7 @@ def _usage(run: Path) -> dict[str, Any]:
     try:
         usage = store.usage()
         return {
-            "dialogues": store.count("dialogues"),
+            "dialogues": store.count(dialogue_stage(store)),  # kept ones, when candidates were selected
             "characters": store.count("profiles"),
             "prompt_tokens": sum(u["prompt_tokens"] for u in usage.values()),
             "completion_tokens": sum(u["completion_tokens"] for u in usage.values()),
