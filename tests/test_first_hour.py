@@ -217,3 +217,23 @@ def test_a_signal_stops_the_phase_process_and_gives_the_exit_code(tmp_path, to_g
             process.kill()
     assert process.returncode == code, err
     assert err.strip().splitlines()[-1] == "interrupted: rerun the same command to resume"
+
+
+def test_synthesis_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
+    """A real pipeline run (fake backend, slowed down): plain lines with done/total, rate and ETA; none with quiet."""
+    from opencharacter.cli.demo import demo_config
+    from opencharacter.engine.progress import StageProgress
+    from opencharacter.pipeline import run_pipeline
+
+    monkeypatch.setattr(StageProgress, "line_interval", 0.2)
+    backend = {"backend": "fake", "concurrency": 1, "options": {"delay": 0.3}}
+    run_pipeline(demo_config(tmp_path / "r", 2, 2, 1, backend), fail_on_incomplete=False)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("[") and "] " in line]
+    assert any(line.endswith("profiles: 2 to do (0 of 2 already in the store)") for line in lines), err
+    assert any("] profiles: 2/2 done in" in line for line in lines)
+    periodic = [line for line in lines if " · ETA " in line]
+    assert periodic and all("/s · " in line and "tok/s" in line for line in periodic), lines
+    assert any(" generate " in line or " rewrite " in line for line in periodic)
+    run_pipeline(demo_config(tmp_path / "q", 2, 2, 1, backend), quiet=True, fail_on_incomplete=False)
+    assert " · ETA " not in capsys.readouterr().err
