@@ -96,3 +96,144 @@ def test_reports_name_models_show_the_baseline_and_held_out_characters(tmp_path,
     code, out, err = run_cli("eval", "compare", base, tuned, "--samples", 50)
     assert code == 0
     assert "lighthouse-lora (LoRA of HuggingFaceTB/SmolLM2-135M-Instruct)" in out + err
+
+
+# -- the demo: phases in child processes, per-phase time and peak memory, estimates that stay true --
+
+
+def test_demo_phases_run_in_children_and_the_summary_gives_time_and_peak_per_phase(tmp_path, capfd):
+    from opencharacter.cli.app import main
+
+    code = main(["demo", "--run", str(tmp_path / "d"), "--backend", "fake", "--no-train", "-q"])
+    _, err = capfd.readouterr()
+    assert code == 0, err
+    assert "6 Character Cards" in err  # printed by the parent from the child's result
+    assert len((tmp_path / "d" / "dialogues.jsonl").read_text().splitlines()) == 24
+    summary = next(line for line in err.splitlines() if line.startswith("time and peak memory"))
+    assert "synthesis " in summary and ", peak " in summary and "MB" in summary
+    assert "[1/1] Synthesis" in err and "last time here" not in err  # no estimate for another model
+
+
+def test_phase_estimates_are_true_for_every_combination(monkeypatch, tmp_path):
+    from opencharacter.cli.demo_phases import DemoPhases
+
+    last = {"synthesis": 120.0, "training": 300.0, "evaluation": 420.0}
+
+    def estimates(names, resuming=(), previous=last):
+        phases = DemoPhases(list(names), previous=dict(previous), resuming=set(resuming))
+        return [phases.estimate(name) for name in names]
+
+    full = estimates(["synthesis", "training", "evaluation"])
+    assert full[0] == "last time here this phase took 2m00s; with training and evaluation still to come, 14m00s in all"
+    assert full[1] == "last time here this phase took 5m00s; with evaluation still to come, 12m00s in all"
+    assert full[2] == "last time here this phase took 7m00s, the last one"
+    assert estimates(["synthesis"]) == ["last time here this phase took 2m00s"]  # --no-train
+    assert estimates(["synthesis", "training"])[0].endswith("with training still to come, 7m00s in all")  # --no-eval
+    resumed = estimates(["synthesis", "training", "evaluation"], resuming={"synthesis", "training"})
+    assert resumed[0].startswith("last time here this phase took 2m00s (it resumes now: less)")
+    assert resumed[0].endswith("at most 14m00s in all") and resumed[2].endswith("7m00s, the last one")
+    first = estimates(["synthesis", "training", "evaluation"], previous={})
+    assert first[0].startswith("the demo takes about") and first[1].startswith("no earlier timing of this phase")
+    assert estimates(["synthesis"], previous={})[0].startswith("no earlier timing of this phase")
+    partly = estimates(["synthesis", "training", "evaluation"], previous={"synthesis": 120.0})
+    assert partly[0] == "last time here this phase took 2m00s; training and evaluation still to come"
+    for text in full + resumed + first + partly:
+        assert "rest of the demo" not in text
+
+
+def test_resumed_phases_are_not_saved_as_timings(monkeypatch, tmp_path):
+    from opencharacter.cli import demo_phases
+
+    monkeypatch.setattr(demo_phases, "timings_file", lambda: tmp_path / "t.json")
+    phases = demo_phases.DemoPhases(["synthesis", "training"], previous={"training": 300.0}, resuming={"training"})
+    phases.measured = {"synthesis": 100.0, "training": 2.0}
+    phases.save()
+    assert json.loads((tmp_path / "t.json").read_text()) == {"training": 300.0, "synthesis": 100.0}
+
+
+def _phase_that_fails(message: str) -> None:
+    from opencharacter.errors import ConfigError
+
+    raise ConfigError(message)
+
+
+def test_a_phase_returns_its_result_and_raises_its_errors_in_the_parent():
+    from opencharacter.cli.phase_process import run_phase
+    from opencharacter.errors import ConfigError
+
+    value, peak = run_phase(sorted, [3, 1, 2])
+    assert value == [1, 2, 3] and peak > 10 * 2**20  # a real child's RSS: an interpreter at least
+    with pytest.raises(ConfigError, match="bad input") as caught:
+        run_phase(_phase_that_fails, "bad input")
+    assert any("in the phase's process" in note for note in caught.value.__notes__)
+
+
+PHASE_SCRIPT = """
+import sys, time
+from opencharacter.cli.phase_process import run_phase
+from opencharacter.errors import Interrupted
+print("started", flush=True)
+try:
+    run_phase(time.sleep, 60)
+except Interrupted as exc:
+    print(exc, file=sys.stderr)
+    sys.exit(exc.exit_code)
+"""
+
+
+@pytest.mark.parametrize(("to_group", "number", "code"), [(False, 2, 130), (True, 2, 130), (False, 15, 143)])
+def test_a_signal_stops_the_phase_process_and_gives_the_exit_code(tmp_path, to_group, number, code):
+    """SIGINT to the parent alone (`kill -INT`), to the process group (Ctrl-C on a terminal), SIGTERM."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import psutil
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", PHASE_SCRIPT],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a shell's job
+    )
+    try:
+        assert process.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 60
+        while not psutil.Process(process.pid).children() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1)  # let the child reach its target
+        if to_group:
+            os.killpg(process.pid, number)
+        else:
+            process.send_signal(number)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == code, err
+    assert err.strip().splitlines()[-1] == "interrupted: rerun the same command to resume"
+
+
+def test_synthesis_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path, capsys, monkeypatch):
+    """A real pipeline run (fake backend, slowed down): plain lines with done/total, rate and ETA; none with quiet."""
+    from opencharacter.cli.demo import demo_config
+    from opencharacter.engine.progress import StageProgress
+    from opencharacter.pipeline import run_pipeline
+
+    monkeypatch.setattr(StageProgress, "line_interval", 0.2)
+    backend = {"backend": "fake", "concurrency": 1, "options": {"delay": 0.3}}
+    run_pipeline(demo_config(tmp_path / "r", 2, 2, 1, backend), fail_on_incomplete=False)
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("[") and "] " in line]
+    assert any(line.endswith("profiles: 2 to do (0 of 2 already in the store)") for line in lines), err
+    assert any("] profiles: 2/2 done in" in line for line in lines)
+    periodic = [line for line in lines if " · ETA " in line]
+    assert periodic and all("/s · " in line and "tok/s" in line for line in periodic), lines
+    assert any(" generate " in line or " rewrite " in line for line in periodic)
+    run_pipeline(demo_config(tmp_path / "q", 2, 2, 1, backend), quiet=True, fail_on_incomplete=False)
+    assert " · ETA " not in capsys.readouterr().err

@@ -10,6 +10,7 @@ import typer
 
 from opencharacter.cli import options as opt
 from opencharacter.cli.demo_phases import DemoPhases
+from opencharacter.cli.phase_process import run_phase
 from opencharacter.cli.report import ConsoleReporter, console
 from opencharacter.config import PipelineConfig
 from opencharacter.pipeline import run_pipeline
@@ -53,6 +54,13 @@ def export_demo_cards(run_dir: Path) -> tuple[Path, int]:
     finally:
         store.close()
     return export_cards(characters, run_dir / "exports" / "cards")
+
+
+def demo_synthesis(config: PipelineConfig, quiet: bool) -> tuple[Path, Path, int]:
+    """The pipeline on the samples, then Character Cards: (run directory, cards directory, cards)."""
+    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter(), fail_on_incomplete=False)
+    cards, count = export_demo_cards(run_dir)
+    return run_dir, cards, count
 
 
 def _num(value: float | None) -> str:
@@ -195,23 +203,26 @@ def demo(
     backend_config = opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     config = demo_config(run, personas, instructions, per_instruction, backend_config)
     names = ["synthesis", *(["training"] if train else []), *(["evaluation"] if train and evaluate else [])]
-    phases = DemoPhases.load(names)
+    # Output from an earlier run: that phase resumes, so last time's timing is only an upper bound.
+    existing = {"synthesis": run, "training": run / "model", "evaluation": run / "evals"}
+    resuming = {name for name in names if existing[name].exists()}
+    default_demo = not backend_config and (personas, instructions, per_instruction) == (6, 6, 2)
+    phases = DemoPhases.load(names, resuming, estimates=default_demo)
     phases.start("synthesis", f"profiles for {personas} personas, dialogues for {instructions} instructions, exports")
-    run_dir = run_pipeline(config, quiet=quiet, reporter=ConsoleReporter(), fail_on_incomplete=False)
-    cards, count = export_demo_cards(run_dir)
+    (run_dir, cards, count), peak = run_phase(demo_synthesis, config, quiet)
     console.print(f"  {count} Character Cards (V2, JSON and PNG) in {cards}")
-    phases.done()
+    phases.done(peak)
     trained = None
     if train:
         phases.start("training", "a LoRA adapter of the embedded model on these dialogues")
-        trained = demo_train(run_dir)
-        phases.done()
+        trained, peak = run_phase(demo_train, run_dir)
+        phases.done(peak)
     report = None
     if trained and evaluate:
         phases.start("evaluation", "PersonaGym-Light and fidelity, base vs fine-tuned")
-        report = demo_eval(run_dir, trained)
-        phases.done()
-    if not backend_config:  # only the default embedded model's timings predict the next default demo
+        report, peak = run_phase(demo_eval, run_dir, trained)
+        phases.done(peak)
+    if default_demo:  # only the default demo's timings predict the next default demo
         phases.save()
     console.print(
         "\n[bold]Demo finished.[/] Everything is in "

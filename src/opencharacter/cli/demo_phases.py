@@ -26,46 +26,88 @@ def timings_file() -> Path:
 
 @dataclass
 class DemoPhases:
+    """The demo's phases in order; `resuming` ones found their output from an earlier run on disk."""
+
     names: list[str]
     measured: dict[str, float] = field(default_factory=dict)
+    peaks: dict[str, int] = field(default_factory=dict)
     previous: dict[str, float] = field(default_factory=dict)
+    resuming: set[str] = field(default_factory=set)
+    estimates: bool = True
     _started: float = 0.0
     _current: str = ""
 
     @classmethod
-    def load(cls, names: list[str]) -> DemoPhases:
+    def load(cls, names: list[str], resuming: set[str] | None = None, estimates: bool = True) -> DemoPhases:
+        """`estimates`: False for another model than the embedded one, which the saved timings don't describe."""
         try:
             previous = json.loads(timings_file().read_text(encoding="utf-8"))
         except (OSError, ValueError):
             previous = {}
-        return cls(names, previous={k: float(v) for k, v in previous.items() if isinstance(v, (int, float))})
+        known = {k: float(v) for k, v in previous.items() if isinstance(v, (int, float))}
+        return cls(names, previous=known, resuming=set(resuming or ()), estimates=estimates)
 
     def start(self, name: str, what: str) -> None:
         self._current, self._started = name, time.monotonic()
         index = self.names.index(name) + 1
-        console.print(f"\n[bold]\\[{index}/{len(self.names)}] {name.capitalize()}[/]: {what} · {self._rest_hint(name)}")
+        estimate = f" · {self.estimate(name)}" if self.estimates else ""
+        console.print(f"\n[bold]\\[{index}/{len(self.names)}] {name.capitalize()}[/]: {what}{estimate}")
 
-    def done(self) -> None:
+    def done(self, peak_rss: int | None = None) -> None:
         self.measured[self._current] = time.monotonic() - self._started
+        if peak_rss is not None:
+            self.peaks[self._current] = peak_rss
 
-    def _rest_hint(self, name: str) -> str:
+    def estimate(self, name: str) -> str:
+        """What the last run here says about this phase and the ones after it, true for any subset.
+
+        A resuming phase (its output exists) took at most last time's time; the phases still to
+        come are named, so "the rest" never means this phase alone.
+        """
         rest = self.names[self.names.index(name) :]
-        if not all(phase in self.previous for phase in rest):
-            return f"the demo takes {FIRST_RUN}"
-        phase = format_seconds(self.previous[name])
+        after = rest[1:]
+        if name not in self.previous:
+            if len(self.names) == len(ALL_PHASES) and name == self.names[0] and not self.resuming:
+                return f"the demo takes {FIRST_RUN}"
+            return f"no earlier timing of this phase here (the whole demo takes {FIRST_RUN})"
+        took = format_seconds(self.previous[name])
+        text = f"last time here this phase took {took}" + (" (it resumes now: less)" if name in self.resuming else "")
+        if not after:
+            return text + (", the last one" if len(self.names) > 1 else "")
+        if not all(phase in self.previous for phase in after):
+            return text + f"; {_names(after)} still to come"
         total = format_seconds(sum(self.previous[p] for p in rest))
-        return f"last time here this phase took {phase}, the rest of the demo {total}"
+        bound = "at most " if any(p in self.resuming for p in rest) else ""
+        return text + f"; with {_names(after)} still to come, {bound}{total} in all"
 
     def summary(self) -> str:
-        parts = [f"{name} {format_seconds(seconds)}" for name, seconds in self.measured.items()]
+        parts = []
+        for name, seconds in self.measured.items():
+            peak = f", peak {format_bytes(self.peaks[name])}" if name in self.peaks else ""
+            parts.append(f"{name} {format_seconds(seconds)}{peak}")
         total = format_seconds(sum(self.measured.values()))
-        return f"time: {', '.join(parts)} (total {total}) · peak memory (RSS) {format_bytes(peak_rss_bytes())}"
+        largest = max([*self.peaks.values(), peak_rss_bytes()])
+        return (
+            f"time and peak memory (RSS) per phase: {'; '.join(parts)} (total {total}) · each phase ran in its "
+            f"own process: the demo's peak is its largest, {format_bytes(largest)} "
+            f"(+ {format_bytes(peak_rss_bytes())} for the command itself)"
+        )
 
     def save(self) -> None:
-        """Only complete phases: a skipped or interrupted one would make the next estimate wrong."""
+        """Only phases measured from scratch: a resumed or interrupted one would make the next estimate wrong."""
+        fresh = {name: seconds for name, seconds in self.measured.items() if name not in self.resuming}
+        if not fresh:
+            return
         path = timings_file()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**self.previous, **self.measured}, indent=2), encoding="utf-8")
+            path.write_text(json.dumps({**self.previous, **fresh}, indent=2), encoding="utf-8")
         except OSError:
             pass  # an estimate for next time is not worth failing the demo over
+
+
+ALL_PHASES = ("synthesis", "training", "evaluation")
+
+
+def _names(phases: list[str]) -> str:
+    return phases[0] if len(phases) == 1 else ", ".join(phases[:-1]) + f" and {phases[-1]}"
