@@ -35,8 +35,8 @@ def format_duration(seconds: float) -> str:
 class PlainLines:
     """The log-file form of the bar: timestamped lines at a stage's start and end, and every `interval`."""
 
-    def __init__(self, stats: EngineStats, console: Console, interval: float) -> None:
-        self.stats, self.console, self.interval = stats, console, interval
+    def __init__(self, stats: EngineStats, console: Console, interval: float, prefix: str = "") -> None:
+        self.stats, self.console, self.interval, self.prefix = stats, console, interval, prefix
         self._lock = threading.Lock()
         self._stage: str | None = None
         self._total = self._done = self._done_at_start = self._failed = 0
@@ -98,19 +98,22 @@ class PlainLines:
     def line(self, text: str) -> None:
         with self._lock:
             self._last_line = time.monotonic()
-        self.console.print(f"[{time.strftime('%H:%M:%S')}] {text}", markup=False, highlight=False, soft_wrap=True)
+        stamp = time.strftime("%H:%M:%S")
+        self.console.print(f"[{stamp}] {self.prefix}{text}", markup=False, highlight=False, soft_wrap=True)
 
 
 class StageProgress:
     line_interval: float = 30.0
     """Seconds between two plain lines when stderr is not a terminal: a log stays readable, never silent."""
 
-    def __init__(self, stats: EngineStats, console: Console | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self, stats: EngineStats, console: Console | None = None, enabled: bool = True, prefix: str = ""
+    ) -> None:
         self.stats = stats
         self.enabled = enabled
         console = console or Console(stderr=True)
         bar = enabled and console.is_terminal
-        self._plain = PlainLines(stats, console, self.line_interval) if enabled and not bar else None
+        self._plain = PlainLines(stats, console, self.line_interval, prefix) if enabled and not bar else None
         self._progress = Progress(
             TextColumn("[bold]{task.description:<10}"),
             BarColumn(),
