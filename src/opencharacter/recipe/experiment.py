@@ -102,12 +102,16 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     if config.dpo is not None:
         label = f"{config.dpo_from}+dpo"
         sft = models[config.dpo_from]
+        # From a LoRA student: continue its adapter (the SFT model stays the reference). From a full
+        # fine-tune: new LoRA adapters on the fine-tuned weights (with the adapters off, the reference).
+        start = (
+            {"model": str(sft), "init_adapter": None}
+            if config.train.method == "full"
+            else {"model": config.train.model, "init_adapter": str(sft)}
+        )
         settings = config.dpo.model_copy(
-            update={
-                "model": config.train.model, "method": "dpo", "init_adapter": str(sft),
-                "strategies": [config.dpo_from], "seed": config.seed,
-            }
-        )  # fmt: skip
+            update={**start, "method": "dpo", "strategies": [config.dpo_from], "seed": config.seed}
+        )
         # A DPO student is a function of its SFT student too: retrained whenever that one is.
         pairs = filtered / PREFERENCE_PAIRS
         digest = content_hash("dpo-data", (sft / _STUDENT_KEY).read_text(encoding="utf-8"),
