@@ -81,6 +81,47 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def embedding(files: Path, target: Path, texts: int) -> dict[str, float]:
+    """Answers/s of the selection's embedder (MiniLM-shaped, random weights) on the GPU and on the CPU."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    from opencharacter.eval.fidelity import Embedder
+
+    shutil.copytree(files, target, dirs_exist_ok=True)
+    AutoModel.from_config(AutoConfig.from_pretrained(files)).save_pretrained(target)
+    words = [
+        "the",
+        "lighthouse",
+        "keeper",
+        "restores",
+        "antique",
+        "clocks",
+        "on",
+        "the",
+        "coast",
+        "and",
+        "tells",
+        "stories",
+        "of",
+        "storms",
+    ]
+    corpus = [" ".join(words[(i + j) % len(words)] for j in range(80)) for i in range(texts)]
+    results: dict[str, float] = {}
+    for device, count in (("cuda", texts), ("cpu", max(1, texts // 20))):
+        if device == "cuda" and not torch.cuda.is_available():
+            continue
+        embed = Embedder(target, device=device)
+        embed(corpus[:64])  # warm-up
+        _sync()
+        start = time.perf_counter()
+        embed(corpus[:count])
+        _sync()
+        results[f"{device}: answers/s"] = count / (time.perf_counter() - start)
+        print(f"embedding on {device}: {results[f'{device}: answers/s']:.0f} answers/s (80 words each)", flush=True)
+    return results
+
+
 def _valid_json(text: str) -> bool:
     try:
         value = json.loads(text)
@@ -106,6 +147,8 @@ def main() -> None:
     parser.add_argument("--model-files", type=Path, required=True)
     parser.add_argument("--dialogues", type=Path, required=True)
     parser.add_argument("--preferences", type=Path)
+    parser.add_argument("--embedder-files", type=Path, help="MiniLM config + tokenizer files (no weights).")
+    parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/cuda-check"))
     parser.add_argument("--out", type=Path, default=Path("."))
     parser.add_argument("--requests", type=int, default=64)
@@ -122,6 +165,12 @@ def main() -> None:
     model = random_model(args.model_files, args.work / "random-model")
     report: dict[str, object] = {"device": device}
     report["generation"] = asyncio.run(generation(model, args.requests))
+    if args.embedder_files is not None:
+        report["embedding"] = embedding(args.embedder_files, args.work / "random-embedder", 20000)
+    if args.skip_train:
+        (args.out / "cuda_check.json").write_text(json.dumps(report, indent=2))
+        print(json.dumps(report, indent=2), flush=True)
+        return
     common = ["--model", str(model), "--max-steps", str(args.steps), "--batch-size", "8", "--max-length", "512"]
     sft = args.work / "sft"
     report["sft seconds"] = train(["--data", str(args.dialogues), "--out", str(sft), *common], args.out / "sft.log")

@@ -53,31 +53,38 @@ def embedder_path() -> Path:
 
 
 class Embedder:
-    """Mean-pooled, L2-normalised MiniLM embeddings (what sentence-transformers computes for this model)."""
+    """Mean-pooled, L2-normalised MiniLM embeddings (what sentence-transformers computes for this model).
 
-    def __init__(self) -> None:
+    Runs on the GPU when there is one: candidate selection embeds every candidate answer, millions
+    at the paper's scale. Vectors come back on the CPU either way.
+    """
+
+    def __init__(self, path: Path | None = None, device: str = "auto") -> None:
+        import torch
         from transformers import AutoModel, AutoTokenizer
 
         from opencharacter.backends.embedded import quiet_transformers
 
         quiet_transformers()
-        path = embedder_path()
+        path = path or embedder_path()
+        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
         self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.model = AutoModel.from_pretrained(path).eval()
+        self.model = AutoModel.from_pretrained(path).to(self.device).eval()
+        self.batch_size = 256 if self.device.startswith("cuda") else 32
 
     def __call__(self, texts: list[str]) -> Any:
         import torch
 
         vectors = []
-        for start in range(0, len(texts), 32):
-            batch = self.tokenizer(
-                texts[start : start + 32], padding=True, truncation=True, max_length=256, return_tensors="pt"
-            )
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            batch = self.tokenizer(chunk, padding=True, truncation=True, max_length=256, return_tensors="pt")
+            batch = batch.to(self.device)
             with torch.inference_mode():
                 hidden = self.model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).float()
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            vectors.append(torch.nn.functional.normalize(pooled, dim=-1))
+            vectors.append(torch.nn.functional.normalize(pooled, dim=-1).cpu())
         return torch.cat(vectors)
 
 
