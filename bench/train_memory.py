@@ -10,7 +10,11 @@ A watchdog stops a variant whose RSS passes --cap (the old defaults need more th
 
 Profiles: `demo` trains with the demo's settings (batch 4, max_length 384) on 48 dialogues;
 `1000` uses `train`'s defaults (batch 8, max_length 1024) on 1,000 synthetic dialogues whose answers
-run from 60 to 700 words, so most batches hold a sequence cut at max_length.
+run from 60 to 700 words, so most batches hold a sequence cut at max_length; `dpo` trains
+`--method dpo` with the same defaults on 200 preference pairs of such answers (a pair is two
+sequences: the plan gives one pair per pass, 8 accumulated).
+
+    python bench/train_memory.py --profile dpo --only after --steps 2
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ PROFILES = {
     ),
     # No held-out characters: a validation pass over 100 long dialogues would cost more than the steps.
     "1000": ({"validation_characters": 0}, 1000),
+    "dpo": ({"method": "dpo", "validation_characters": 0}, 200),
 }
 
 
@@ -76,6 +81,28 @@ def make_dialogues(path: Path, count: int, seed: int = 0) -> Path:
                 {"role": "assistant", "content": answer},
             ]
             stream.write(json.dumps({"messages": messages, "character_id": f"c{index % 50}"}) + "\n")
+    return path
+
+
+def make_pairs(path: Path, count: int, seed: int = 0) -> Path:
+    """Preference pairs from the same dialogues: the prompt, one long answer chosen, another rejected."""
+    dialogues = make_dialogues(path.with_suffix(".dialogues.jsonl"), count * 2, seed)
+    rows = [json.loads(line) for line in dialogues.read_text("utf-8").splitlines()]
+    with path.open("w", encoding="utf-8") as stream:
+        for index in range(count):
+            first, second = rows[2 * index], rows[2 * index + 1]
+            pair = {
+                "pair_id": f"p{index}",
+                "question_id": f"q{index}",
+                "character_id": first["character_id"],
+                "strategy": "generate",
+                "prompt": first["messages"][:2],
+                "chosen": first["messages"][2]["content"],
+                "rejected": second["messages"][2]["content"],
+                "chosen_rank": 1,
+                "rejected_rank": 4,
+            }
+            stream.write(json.dumps(pair) + "\n")
     return path
 
 
@@ -122,7 +149,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in PROFILES if args.profile == "all" else [args.profile]:
             settings, count = PROFILES[name]
-            data = make_dialogues(Path(tmp) / f"{name}.jsonl", count)
+            make = make_pairs if settings.get("method") == "dpo" else make_dialogues
+            data = make(Path(tmp) / f"{name}.jsonl", count)
             variants = {"before": BEFORE, "after": {}}
             for label, extra in variants.items():
                 if args.only not in ("both", label):

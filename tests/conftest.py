@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from opencharacter.cli.app import main
+from opencharacter.samples import sample_path
 
 SHARED_PERSONAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "personahub_sample.jsonl"
 
@@ -41,6 +42,31 @@ def personas_file() -> Path:
     """Real Persona Hub data when the shared folder is beside the checkout, else the bundled samples."""
     if SHARED_PERSONAS.exists():
         return SHARED_PERSONAS
-    from opencharacter.samples import sample_path
-
     return sample_path("personas.jsonl")
+
+
+# Real SFT on the embedded model, shared by the train/chat and DPO tests (paid once per session).
+TRAIN_FLAGS = ("--max-length", 320, "--batch-size", 2, "--learning-rate", 1e-3)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, personas_file):
+    run = tmp_path_factory.mktemp("train") / "run"
+    assert (
+        main(
+            ["profiles", "--personas", str(personas_file), "--out", str(run), "--limit", "8", "--backend", "fake", "-q"]
+        )
+        == 0
+    )
+    assert main(["synthesize", "--run", str(run), "--instructions", str(sample_path("instructions.jsonl")),
+                 "--limit", "8", "--per-instruction", "2", "--backend", "fake", "-q"]) == 0  # fmt: skip
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_run, tmp_path_factory):
+    """An SFT LoRA adapter (8 steps on the embedded model): chat tests and DPO's init_adapter share it."""
+    out = tmp_path_factory.mktemp("model") / "m1"
+    code = main(["train", "--run", str(tiny_run), "--out", str(out), "--max-steps", "8", *map(str, TRAIN_FLAGS)])
+    assert code == 0
+    return out

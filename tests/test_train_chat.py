@@ -8,39 +8,10 @@ import pytest
 
 from opencharacter.cards import card_from_character, write_card_json
 from opencharacter.records import Character
-from opencharacter.samples import sample_path
 from opencharacter.server import ScriptedResponder, serve_in_thread
-from tests.conftest import read_jsonl
+from tests.conftest import TRAIN_FLAGS, read_jsonl
 
 pytestmark = pytest.mark.slow
-
-TRAIN_FLAGS = ("--max-length", 320, "--batch-size", 2, "--learning-rate", 1e-3)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, personas_file):
-    from opencharacter.cli.app import main
-
-    run = tmp_path_factory.mktemp("train") / "run"
-    assert (
-        main(
-            ["profiles", "--personas", str(personas_file), "--out", str(run), "--limit", "8", "--backend", "fake", "-q"]
-        )
-        == 0
-    )
-    assert main(["synthesize", "--run", str(run), "--instructions", str(sample_path("instructions.jsonl")),
-                 "--limit", "8", "--per-instruction", "2", "--backend", "fake", "-q"]) == 0  # fmt: skip
-    return run
-
-
-@pytest.fixture(scope="module")
-def trained(tiny_run, tmp_path_factory):
-    from opencharacter.cli.app import main
-
-    out = tmp_path_factory.mktemp("model") / "m1"
-    code = main(["train", "--run", str(tiny_run), "--out", str(out), "--max-steps", "8", *map(str, TRAIN_FLAGS)])
-    assert code == 0
-    return out
 
 
 def test_training_lowers_the_loss_and_writes_a_complete_model_dir(trained, tiny_run):
