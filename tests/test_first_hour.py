@@ -58,8 +58,8 @@ def test_output_files_get_the_users_umask(tmp_path, umask):
 def test_help_shows_flags_as_flags(run_cli):
     code, out, _ = run_cli("profiles", "--help")
     assert code == 0
-    lines = [line for line in out.splitlines() if "--quiet" in line or "--retry-failed" in line]
-    assert len(lines) == 2 and not any("<bool>" in line for line in lines), lines
+    lines = [line for line in out.splitlines() if any(f in line for f in ("--quiet", "--retry-failed", "--help"))]
+    assert len(lines) == 3 and not any("<bool>" in line for line in lines), lines
 
 
 def test_reports_name_models_show_the_baseline_and_held_out_characters(tmp_path, run_cli, personas_file):

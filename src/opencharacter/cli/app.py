@@ -11,6 +11,7 @@ import typer
 
 from opencharacter import __version__
 from opencharacter.cli import batch, chat, demo, evaluate, merge, recipe, serve, synth, train
+from opencharacter.cli.options import FLAG
 from opencharacter.errors import Interrupted, OpenCharacterError
 
 INTERRUPTED = "interrupted: rerun the same command to resume"
@@ -104,6 +105,27 @@ def _disk_full(exc: BaseException) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
+def _command() -> Any:
+    """The click command tree, with `--help` shown as the flag it is (typer prints `<bool>` after it)."""
+    command = typer.main.get_command(app)
+    _help_as_flag(command)
+    return command
+
+
+def _help_as_flag(command: Any) -> None:
+    original = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = original(ctx)
+        if option is not None:
+            option.metavar = FLAG
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _help_as_flag(sub)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; return the exit status a script can trust.
 
@@ -112,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     _state["traceback"] = False  # main() is also called in-process (tests): start clean each time
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = _command()(args=argv, standalone_mode=False)
     except Interrupted as exc:
         return _interrupted(exc.exit_code)
     except OpenCharacterError as exc:
