@@ -137,7 +137,8 @@ def test_init_adapter_must_be_an_adapter_on_the_named_base(tmp_path):
 
 @pytest.fixture(scope="module")
 def dpo_out(trained, preferences, tmp_path_factory):
-    """DPO after SFT: one step (no warm-up) from the shared SFT adapter (`trained`, conftest.py).
+    """DPO after SFT: one step (no warm-up) from the shared SFT adapter (`trained`, conftest.py), on the
+    'generate' pairs only (one per character: 3 to train, 1 held out).
     Returns the output directory, the exit code and what the command printed."""
     from opencharacter.cli.app import main
 
@@ -145,7 +146,7 @@ def dpo_out(trained, preferences, tmp_path_factory):
     config = root / "train.yaml"
     config.write_text("train:\n  warmup_ratio: 0\n", encoding="utf-8")
     args = ["train", "--method", "dpo", "--init-adapter", trained, "--data", preferences, "--out", root / "dpo",
-            "--max-steps", 1, "--beta", 0.2, "--config", config, *FLAGS]  # fmt: skip
+            "--max-steps", 1, "--beta", 0.2, "--config", config, "--strategy", "generate", *FLAGS]  # fmt: skip
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
         code = main([str(a) for a in args])
@@ -156,7 +157,7 @@ def dpo_out(trained, preferences, tmp_path_factory):
 def test_dpo_from_an_sft_adapter_prefers_the_chosen_answers_on_held_out_characters(dpo_out, trained):
     out, code, printed = dpo_out
     assert code == 0, printed
-    assert "trained 1 steps on 6 preference pairs (2 from held-out characters" in printed
+    assert "trained 1 steps on 3 preference pairs (1 from held-out characters" in printed
     assert "DPO rewards: training accuracy" in printed and "held-out characters accuracy 1.00" in printed
     assert "peak RSS" in printed and "step 1/1 · loss 0.6931 · reward accuracy 0.00" in printed
     history = json.loads((out / "loss_history.json").read_text())

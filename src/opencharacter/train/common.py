@@ -209,7 +209,13 @@ def fit(trainer: Any, checkpoints: Path, resume: bool, has_validation: bool) -> 
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(_loss_line_callback())
     trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints) if resume else None)
-    return dict(trainer.evaluate()) if has_validation else {}
+    if not has_validation:
+        return {}
+    # With step-wise evaluation transformers already evaluates after the last step: reuse that pass
+    # (same weights, same held-out data) instead of paying for a second one.
+    step = trainer.state.global_step
+    done = [e for e in trainer.state.log_history if "eval_loss" in e and e.get("step") == step]
+    return dict(done[-1]) if done else dict(trainer.evaluate())
 
 
 def save_model(trainer: Any, tokenizer: Any, out: Path, config: TrainConfig, base_id: str) -> None:
