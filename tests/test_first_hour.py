@@ -237,3 +237,14 @@ def test_synthesis_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path,
     assert any(" generate " in line or " rewrite " in line for line in periodic)
     run_pipeline(demo_config(tmp_path / "q", 2, 2, 1, backend), quiet=True, fail_on_incomplete=False)
     assert " · ETA " not in capsys.readouterr().err
+
+
+def test_a_phase_reports_its_own_peak_not_its_parents():
+    """ru_maxrss survives fork + exec: a phase spawned by a big process used to report that size."""
+    from opencharacter.cli.phase_process import run_phase
+
+    ballast = bytearray(600 * 2**20)
+    ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: resident, not just reserved
+    _, peak = run_phase(os.getpid)
+    assert 0 < peak < 400 * 2**20, peak
+    del ballast

@@ -77,7 +77,19 @@ def sft_trainer_class(chunked_loss: bool) -> Any:
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (Linux reports KiB, macOS bytes)."""
+    """This process's peak resident memory so far.
+
+    On Linux from /proc (VmHWM): `ru_maxrss` is carried over fork + exec, so a freshly spawned
+    phase process would report its parent's peak (measured: 2.35 GB for a synthesis phase that a
+    2.35 GB test process had spawned). Elsewhere `ru_maxrss` (macOS reports bytes).
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
