@@ -104,6 +104,6 @@ def _system_words(system: str, count: int, seed: int) -> str:
     """`count` words of the system prompt, drawn by the call's seed: candidates of one answer then
     differ in how much of the profile they echo, as a real model's samples do (option
     `sample_system_words`; a seeded choice, so a rerun gives the same text)."""
-    words = [w for w in re.findall(r"[A-Za-z]{4,}", system)]
+    words = re.findall(r"[A-Za-z]{4,}", system)
     rng = random.Random(seed)
     return " ".join(rng.choice(words) for _ in range(count)) if words else ""

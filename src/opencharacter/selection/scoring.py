@@ -56,9 +56,8 @@ def below_chance(rank: int, ranked: int) -> bool:
 def distractors(pair_id: str, character_id: str, pool: Sequence[str], count: int, seed: int) -> list[str]:
     """`count` other characters of the run (all of them when fewer), drawn from the sorted `pool`
     with a generator seeded by the pair: the same pair gets the same distractors on every rerun."""
-    others = [c for c in pool if c != character_id] if len(pool) <= count + 1 else None
-    if others is not None:
-        return others
+    if len(pool) <= count + 1:
+        return [c for c in pool if c != character_id]
     rng = random.Random(content_hash("selection-distractors", seed, pair_id))
     drawn = [c for c in rng.sample(pool, count + 1) if c != character_id]
     return sorted(drawn[:count])
