@@ -52,6 +52,16 @@ def test_a_second_judge_into_the_same_out_reports_only_its_own_verdicts(tmp_path
     assert summary_of(out)["verdicts"] == 2 * 10
 
 
+def test_answers_decoded_by_an_older_backend_are_not_mixed_in(tmp_path, run_cli, benchmark, fast, monkeypatch):
+    from opencharacter.backends.fake import FakeBackend
+
+    out = tmp_path / "e"
+    assert run_cli("eval", "--benchmark", benchmark, "--out", out, "--light", *fast)[0] == 0
+    monkeypatch.setattr(FakeBackend, "decoding", "penalty-on-generated")
+    code, _, err = run_cli("eval", "--benchmark", benchmark, "--out", out, "--light", *fast)
+    assert code == 2 and "answers decoded by an older version" in err and "use a new --out" in err, err
+
+
 def test_light_after_full_reports_the_light_evaluation(tmp_path, run_cli, benchmark, fast):
     from opencharacter.eval.stages import judge_prompt_id
     from opencharacter.eval.tasks import RUBRIC_VERSION

@@ -217,3 +217,21 @@ def test_a_run_directory_keeps_one_teacher(tmp_path, run_cli, personas_file):
     )
     assert code == 2 and "holds data made by fake:embedded, not fake:other" in err and "new --out" in err
     assert (run / "characters.jsonl").read_bytes() == before  # nothing was mixed in
+
+
+def test_a_run_directory_keeps_one_way_of_decoding(tmp_path, run_cli, personas_file, monkeypatch):
+    """Same model, another decoding (the local backend's repetition penalty stopped counting the
+    prompt): finished records were made the old way, so adding new ones would mix the two."""
+    from opencharacter.backends.fake import FakeBackend
+
+    run = tmp_path / "run"
+    assert run_cli("profiles", "--personas", personas_file, "--out", run, "--limit", 2, *FAKE)[0] == 0
+    before = (run / "characters.jsonl").read_bytes()
+    monkeypatch.setattr(FakeBackend, "decoding", "penalty-on-generated")
+    code, _, err = run_cli("profiles", "--personas", personas_file, "--out", run, "--limit", 4, *FAKE)
+    assert code == 2 and "decoded another way (an older version, now penalty-on-generated)" in err, err
+    assert (run / "characters.jsonl").read_bytes() == before
+    # A new run directory records the decoding, and resumes with it.
+    fresh = tmp_path / "fresh"
+    assert run_cli("profiles", "--personas", personas_file, "--out", fresh, "--limit", 2, *FAKE)[0] == 0
+    assert run_cli("profiles", "--personas", personas_file, "--out", fresh, "--limit", 4, *FAKE)[0] == 0

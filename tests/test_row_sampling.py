@@ -118,3 +118,31 @@ def test_counter_uniforms_are_uniform_independent_and_exact_integer_arithmetic()
     assert abs(float(torch.corrcoef(torch.stack([table[:, :-1].flatten(), table[:, 1:].flatten()]))[0, 1])) < 0.02
     # A later block continues the same stream.
     assert torch.equal(counter_uniforms(seeds, 60, 4), table[:, 60:64])
+
+
+def test_the_repetition_penalty_counts_generated_tokens_never_the_prompt():
+    """transformers' own `repetition_penalty` also penalises prompt tokens: a character then avoids
+    the words of its own profile (the recipe's lexical fidelity fell from 0.52 to 0.36 MRR)."""
+    import torch
+
+    from opencharacter.backends.transformers_local import repetition_penalty
+
+    assert repetition_penalty(1.0, 3) == []
+    (processor,) = repetition_penalty(2.0, 3)
+    # Left-padded prompt of width 3 (tokens 0, 1, 2), then one generated token (3).
+    input_ids = torch.tensor([[0, 1, 2, 3]])
+    scores = torch.tensor([[1.0, 1.0, -1.0, 1.0, 1.0]])
+    out = processor(input_ids, scores.clone())
+    assert out[0, :3].tolist() == [1.0, 1.0, -1.0], "prompt tokens keep their scores"
+    assert out[0, 3].item() == 0.5, "a generated token is penalised"
+    assert out[0, 4].item() == 1.0
+
+
+def test_cached_local_calls_say_how_they_were_decoded():
+    """Calls cached before the penalty stopped counting the prompt decode differently: new keys."""
+    from opencharacter.backends import build_backend
+    from opencharacter.backends.transformers_local import DECODING
+    from opencharacter.config import BackendConfig
+
+    backend = build_backend(BackendConfig(backend="transformers", model="some/hub-model"))
+    assert backend.cache_identity == f"some/hub-model+{DECODING}"

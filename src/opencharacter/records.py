@@ -199,7 +199,11 @@ class Sampling(Record):
     top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
     max_tokens: int = Field(512, ge=1, description="Upper bound on generated tokens per call.")
     repetition_penalty: float = Field(
-        1.1, ge=1.0, le=2.0, description="Local backends only; OpenAI-compatible servers ignore it."
+        1.1,
+        ge=1.0,
+        le=2.0,
+        description="Local backends only; OpenAI-compatible servers ignore it. transformers counts generated "
+        "tokens only (never the prompt's: a character would avoid its own profile's words); vLLM counts both.",
     )
     seed: int | None = Field(
         None, description="Mixed into the seed the engine gives each call (reruns reproduce; retries redraw)."

@@ -125,13 +125,22 @@ class RunSession:
         """A run directory is one teacher's dataset: resuming with another model would silently mix
         two models' answers (finished records are kept, new ones come from the new model)."""
         recorded = self.store.get_meta("teacher")
+        decoding = self.backend.decoding
         if recorded is None:
             self.store.set_meta("teacher", self.backend.model_id)
+            self.store.set_meta("decoding", decoding)
         elif recorded != self.backend.model_id:
             self.store.close()
             raise ConfigError(
                 f"{self.run_dir} holds data made by {recorded}, not {self.backend.model_id}: "
                 "use a new --out to make data with another model"
+            )
+        elif (before := self.store.get_meta("decoding")) != decoding:
+            self.store.close()
+            raise ConfigError(
+                f"{self.run_dir} holds data {recorded} decoded another way "
+                f"({before or 'an older version'}, now {decoding}): "
+                "use a new --out to make data with this version"
             )
 
     def check_settings(self, key: str, settings: dict[str, Any], record: bool = True) -> None:

@@ -30,12 +30,21 @@ def available_backends() -> list[str]:
     return list(_REGISTRY)
 
 
-def build_backend(config: BackendConfig) -> Backend:
-    factory = _REGISTRY[config.backend]
+def _factory(name: str) -> Callable[[BackendConfig], Backend]:
+    factory = _REGISTRY[name]
     if isinstance(factory, str):
         module, _, attribute = factory.partition(":")
         factory = getattr(importlib.import_module(module), attribute)
-    return factory(config)
+    return factory
 
 
-__all__ = ["Backend", "Capabilities", "available_backends", "build_backend", "register_backend"]
+def build_backend(config: BackendConfig) -> Backend:
+    return _factory(config.backend)(config)
+
+
+def backend_decoding(config: BackendConfig) -> str | None:
+    """The backend's `decoding` tag without building it (an evaluation records it beside the model)."""
+    return getattr(_factory(config.backend), "decoding", None)
+
+
+__all__ = ["Backend", "Capabilities", "available_backends", "backend_decoding", "build_backend", "register_backend"]

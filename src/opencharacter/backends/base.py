@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.records import ChatRequest, Completion
@@ -62,6 +62,10 @@ class EndpointStats:
 
 class Backend(ABC):
     capabilities = Capabilities()
+    decoding: ClassVar[str | None] = None
+    """How the backend decodes beyond the request's own parameters, when that ever changed (see
+    `transformers_local.DECODING`): part of the cache identity, and recorded by runs and evaluations
+    so that answers decoded two ways never mix in one directory."""
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
@@ -76,7 +80,8 @@ class Backend(ABC):
         """What the call cache keys on: the model id, plus a fingerprint of the files of a local
         model directory, so that retraining a model in place invalidates its cached answers."""
         fingerprint = directory_fingerprint(self.config.model) if self.capabilities.local else None
-        return f"{self.model_id}@{fingerprint}" if fingerprint else self.model_id
+        identity = f"{self.model_id}@{fingerprint}" if fingerprint else self.model_id
+        return f"{identity}+{self.decoding}" if self.decoding else identity
 
     @abstractmethod
     async def complete(self, request: ChatRequest) -> Completion:

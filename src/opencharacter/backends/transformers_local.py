@@ -2,6 +2,7 @@
 
 Concurrent requests are micro-batched (left padding, similar lengths together); a JSON schema is
 enforced with xgrammar's constrained decoding, without which a small model's JSON is rarely valid.
+The repetition penalty counts generated tokens only (`repetition_penalty`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,27 @@ from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
 from opencharacter.records import ChatRequest, Completion
+
+DECODING = "penalty-on-generated"
+"""Part of the call cache identity: how this backend decodes beyond the request's own parameters.
+Changed when the repetition penalty stopped counting prompt tokens, so older cached calls (decoded
+the other way) are never replayed as if made now."""
+
+
+def repetition_penalty(penalty: float, prompt_width: int) -> list[Any]:
+    """A logits processor penalising tokens already *generated*, never those of the prompt.
+
+    transformers' `repetition_penalty` argument also penalises every prompt token, so a character
+    avoided the words of its own profile: measured on the recipe's held-out characters, the
+    embedded model's lexical fidelity (profile retrieved from the answer by BM25) was 0.355 MRR with
+    the prompt penalised and 0.524 without (chance 0.340). Loops are what the penalty is for, and
+    they live in the generated text. Rows are left-padded to `prompt_width`, so one offset fits all.
+    """
+    if penalty == 1.0:
+        return []
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    return [RepetitionPenaltyLogitsProcessor(penalty, prompt_ignore_length=prompt_width)]
 
 
 def pick_device(requested: str) -> str:
@@ -80,12 +102,8 @@ class LocalModel:
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": sampling.max_tokens,
-            "repetition_penalty": sampling.repetition_penalty,
-            "pad_token_id": pad,
-        }
-        processors: list[Any] = []
+        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "pad_token_id": pad}
+        processors: list[Any] = repetition_penalty(sampling.repetition_penalty, width)
         if schema is not None:
             import xgrammar as xgr
 
@@ -120,6 +138,7 @@ class LocalModel:
 
 class TransformersBackend(Backend):
     capabilities = Capabilities(structured_output=True, local=True)
+    decoding = DECODING
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)

@@ -42,6 +42,8 @@ class ChatModel:
         import torch
         from transformers import TextIteratorStreamer
 
+        from opencharacter.backends.transformers_local import repetition_penalty
+
         local = self.backend.local_model()  # type: ignore[attr-defined]
         ids = torch.tensor([local.prompt_ids(request)], device=local.device)
         streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -50,7 +52,7 @@ class ChatModel:
             "input_ids": ids,
             "attention_mask": torch.ones_like(ids),
             "max_new_tokens": sampling.max_tokens,
-            "repetition_penalty": sampling.repetition_penalty,
+            "logits_processor": repetition_penalty(sampling.repetition_penalty, ids.shape[1]),
             "pad_token_id": local.tokenizer.pad_token_id,
             "streamer": streamer,
         }

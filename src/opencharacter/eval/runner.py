@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opencharacter.backends import build_backend
+from opencharacter.backends import backend_decoding, build_backend
 from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.config import BackendConfig, EvalConfig
 from opencharacter.engine import Engine
@@ -246,11 +246,20 @@ def evaluate(
         "system": config.system_prompt,
         # A local model retrained in place is another model: its old answers and verdicts must not stand.
         "files": directory_fingerprint(model.model),
+        # Answers decoded another way (an older version of the backend) are another model's too.
+        **({"decoding": decoding} if (decoding := backend_decoding(model)) else {}),
     }
     if recorded is not None and recorded != wanted:
         store.close()
         same_model = {**recorded, "files": None} == {**wanted, "files": None}
-        what = "an earlier version (its files have changed since)" if same_model else "an evaluation"
+        same_files = {**recorded, "decoding": None} == {**wanted, "decoding": None}
+        what = (
+            "an earlier version (its files have changed since)"
+            if same_model
+            else "answers decoded by an older version"
+            if same_files
+            else "an evaluation"
+        )
         raise ConfigError(f"{out} holds {what} of {recorded['model']} ({recorded['system']}); use a new --out")
     store.set_meta("eval_model", wanted)
     try:
