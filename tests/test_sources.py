@@ -148,3 +148,17 @@ def test_bundled_samples_meet_the_demo_needs():
     assert len(personas) >= 50 and len(instructions) >= 30
     assert sum(len(i.user_turns) > 1 for i in instructions) >= 5
     assert all(i.fully_answered for i in instructions)
+
+
+def test_the_personal_questions_sample_never_asks_an_evaluation_question():
+    """The CPU recipe trains on these; evaluation's fidelity questions must stay unseen."""
+    from opencharacter.eval.fidelity import QUESTIONS
+    from opencharacter.samples import sample_path
+    from opencharacter.sources import load_instructions
+
+    instructions, report = load_instructions(sample_path("personal_questions.jsonl"))
+    asked = {i.turns[0].content.strip().lower() for i in instructions}
+    assert len(instructions) == report.kept == 24
+    assert not asked & {q.lower() for q in QUESTIONS}
+    # Every question has a plain first-person answer for rewrite (R) to put in a character's voice.
+    assert all(len(i.turns) == 2 and i.turns[1].role == "assistant" for i in instructions)
