@@ -99,7 +99,7 @@ def test_recipe_table_states_the_target_met_or_not_with_the_numbers(tmp_path):
     assert verdict == {"met": True, "student": "generate", "checks": dict.fromkeys(verdict["checks"], True)}
     results = {
         "table": table,
-        "usage": {"calls": 1, "prompt_tokens": 2, "completion_tokens": 3, "dialogues": 4},
+        "usage": {"calls": 1, "prompt_tokens": 2, "completion_tokens": 3, "dialogues": 4, "characters": 4},
         "split": {"train_characters": 5, "held_out_characters": 8},
         "filters": {"dialogues_in": 4, "dialogues_out": 4, "removed": {}},
         "training": {},
@@ -108,6 +108,7 @@ def test_recipe_table_states_the_target_met_or_not_with_the_numbers(tmp_path):
     markdown = render_markdown(results)
     assert "**MET** — best tuned student `generate`" in markdown
     assert "| dpo |" in markdown and "PersonaScore" in markdown and "optimises the embedding" in markdown
+    assert "- characters: 5 for training (4 with a profile), 8 held out" in markdown  # one profile failed
     # Without the strong student, the best one is better on the embedding signal only: not met, and why.
     del evals["generate"]
     markdown = render_markdown({**results, "table": results_table(evals, tmp_path / "base")})

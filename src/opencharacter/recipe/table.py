@@ -189,7 +189,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         "## Data and compute",
         "",
-        f"- characters: {split['train_characters']} for training, {split['held_out_characters']} held out",
+        f"- characters: {split['train_characters']} for training{_profiled(usage, split)}, "
+        f"{split['held_out_characters']} held out",
         f"- teacher: {usage['calls']} calls, {usage['prompt_tokens']} prompt + {usage['completion_tokens']} "
         f"completion tokens, {usage['dialogues']} dialogues",
         f"- filters: {results['filters']['dialogues_out']} of {results['filters']['dialogues_in']} dialogues kept; "
@@ -203,3 +204,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _profiled(usage: dict[str, Any], split: dict[str, Any]) -> str:
+    """How many training characters got a profile, when a failed one left fewer than the split."""
+    made = usage.get("characters")
+    return f" ({made} with a profile)" if made is not None and made != split["train_characters"] else ""
