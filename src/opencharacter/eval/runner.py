@@ -251,15 +251,11 @@ def evaluate(
     }
     if recorded is not None and recorded != wanted:
         store.close()
-        same_model = {**recorded, "files": None} == {**wanted, "files": None}
-        same_files = {**recorded, "decoding": None} == {**wanted, "decoding": None}
-        what = (
-            "an earlier version (its files have changed since)"
-            if same_model
-            else "answers decoded by an older version"
-            if same_files
-            else "an evaluation"
-        )
+        changed = {key for key in recorded.keys() | wanted.keys() if recorded.get(key) != wanted.get(key)}
+        what = {
+            frozenset({"files"}): "an earlier version (its files have changed since)",
+            frozenset({"decoding"}): "answers decoded by an older version",
+        }.get(frozenset(changed), "an evaluation")
         raise ConfigError(f"{out} holds {what} of {recorded['model']} ({recorded['system']}); use a new --out")
     store.set_meta("eval_model", wanted)
     try:
