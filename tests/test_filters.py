@@ -203,6 +203,11 @@ def test_junk_filters_catch_letter_soup_and_leftovers_and_spare_real_answers():
     assert junk.template_leftover("Sure! {{ answer }}") == "{{ answer }}"
     assert junk.template_leftover("Here is what I think: {…}") == "{…}"
     assert junk.template_leftover("Well, {character_name} never says that.") == "{character_name}"
+    # Seen in rewrites by the 135M teacher when they were JSON-constrained:
+    assert junk.template_leftover("{USER 1} Your favourite way to spend an evening") == "{USER 1}"
+    assert junk.template_leftover("{user1} A memory that shaped you") == "{user1}"
+    assert junk.template_leftover("{Author 1}, {Responses 2}") == "{Author 1}"
+    assert junk.template_leftover("]} 2017-12-31T14:56:08 by Lena in San Juan").strip() == "]}"
     for label, text in REAL_ANSWERS.items():
         assert junk.non_language(text) is None, label
         assert junk.template_leftover(text) is None, label

@@ -150,7 +150,7 @@ def test_dataset_card_reports_counts_models_prompts_and_usage(made_run):
     card = (made_run / "README.md").read_text()
     assert "| dialogues.jsonl | 36 |" in card and "| characters.jsonl | 8 |" in card
     assert "generate 18, rewrite 18" in card
-    assert "fake:embedded" in card and "rewrite@v1" in card and "character_system@v1" in card
+    assert "fake:embedded" in card and "rewrite@v2" in card and "character_system@v1" in card
     assert "| profiles |" in card and "| synthesize |" in card and "completion tokens" in card
 
 

@@ -52,8 +52,9 @@ def test_user_text_is_data_never_a_template():
 
 def test_prompt_versions_are_addressable():
     template = load_prompt("rewrite")
-    assert template.id == "rewrite@v1"
-    assert parse_prompt_id("rewrite@v1") == template
+    assert template.id == "rewrite@v2"
+    assert parse_prompt_id("rewrite@v2") == template
+    assert parse_prompt_id("rewrite@v1") == load_prompt("rewrite", 1) != template
     with pytest.raises(ConfigError, match="no version 99"):
         load_prompt("rewrite", 99)
     with pytest.raises(ConfigError, match="unknown prompt"):

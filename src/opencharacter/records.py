@@ -145,7 +145,9 @@ class Dialogue(Record):
     prompt_version: str
     system_prompt_version: str
     finish_reasons: list[str] = Field(
-        default_factory=list, description="Per generated answer: 'stop', or 'length' when cut at max_tokens."
+        default_factory=list,
+        description="Per generated or plain-text rewritten answer: 'stop', or 'length' when cut at max_tokens "
+        "(empty for a structured rewrite: a cut one fails to parse).",
     )
     candidate: int = Field(0, ge=0, description="Which of `synthesis.candidates` answers this is (0: the first).")
 

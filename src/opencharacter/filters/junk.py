@@ -13,11 +13,15 @@ import re
 # Fenced blocks first (they may contain backticks), then inline spans.
 _CODE = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]+`", re.DOTALL)
 
-# Placeholders a template or a prompt left behind: {RESPONSE_2}, {{ answer }}, {% if %}, {…}, {answer_text}.
+# Placeholders a template or a prompt left behind: {RESPONSE_2}, {{ answer }}, {% if %}, {…}, {answer_text},
+# and numbered ones a small teacher invents: {user1}, {USER 1}, {Author 1}.
 # `${HOME}`, `/users/{user_id}`, `\frac{a}{b}`, `x^{2}`, `\text{name}` are not: the brace follows `$ / \ ^ _` or a word.
+# Also JSON debris at the very start (`]} 2017-…`, `} {id: 1}`): what is left when a structured answer
+# was cut open; no answer starts with a closing bracket.
 _PLACEHOLDER = re.compile(
     r"\{\{.*?\}\}|\{%.*?%\}|\{\s*(?:…|\.\.\.)\s*\}"
-    r"|(?<![\w$\\^_}/])\{(?:[A-Z][A-Z0-9_]+|[a-z]+_[a-z0-9_]+)\}"
+    r"|(?<![\w$\\^_}/])\{(?:[A-Z][A-Z0-9_]+|[a-z]+_[a-z0-9_]+|[A-Za-z]+[ _]?[0-9]+)\}"
+    r"|\A\s*[\]}]+"
 )
 
 _LATIN_WORD = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿĀ-ſ]+")

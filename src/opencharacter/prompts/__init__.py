@@ -69,10 +69,14 @@ class PromptTemplate:
     def has_block(self, block: str) -> bool:
         return block in self.compiled.blocks
 
-    def render(self, **variables: Any) -> list[ChatMessage]:
-        """System and user messages; a template without a `user` block gives only the system message."""
-        roles = ("system", "user") if self.has_block("user") else ("system",)
-        contents = self._render_blocks(roles, variables)
+    def render(self, *, prefix: str = "", **variables: Any) -> list[ChatMessage]:
+        """System and user messages; a template without a `user` block gives only the system message.
+
+        `prefix` picks another pair of blocks (`one_system`, `one_user`): one template version can
+        hold two shapes of one prompt, as rewrite@v2 does for one answer and for a session.
+        """
+        roles = ("system", "user") if self.has_block(f"{prefix}user") else ("system",)
+        contents = self._render_blocks(tuple(prefix + role for role in roles), variables)
         return [ChatMessage(role=role, content=content) for role, content in zip(roles, contents, strict=True)]
 
 

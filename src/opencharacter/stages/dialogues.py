@@ -126,6 +126,27 @@ def parse_rewrite(expected: int, min_chars: int = 1):
     return parse
 
 
+def parse_rewrite_reasons(expected: int, min_chars: int = 1):
+    parse_answers = parse_rewrite(expected, min_chars)
+
+    def parse(completion: Completion) -> tuple[list[str], list[str]]:
+        return parse_answers(completion), []
+
+    return parse
+
+
+def parse_plain_rewrite(min_chars: int = 1):
+    """One rewritten answer as plain text: the same length floor as a structured rewrite's."""
+
+    def parse(completion: Completion) -> tuple[list[str], list[str]]:
+        text = completion.text.strip()
+        if len(text) < min_chars:
+            raise ParseError(f"rewrite returned an answer shorter than {min_chars} characters", raw=completion.text)
+        return [text], [completion.finish_reason]
+
+    return parse
+
+
 def parse_answer(completion: Completion) -> tuple[str, str]:
     text = completion.text.strip()
     if not text:
@@ -167,8 +188,7 @@ class DialogueStage:
     async def __call__(self, item: WorkItem[Pairing], generate: Generate, first_attempt: int) -> Dialogue:
         pairing = item.payload
         if pairing.strategy == "rewrite":
-            answers: list[str] = await self._rewrite(pairing, generate, first_attempt)
-            reasons: list[str] = []
+            answers, reasons = await self._rewrite(pairing, generate, first_attempt)
             template = self.rewrite_template
         else:
             answers, reasons = await self._generate(pairing, generate, first_attempt)
@@ -202,32 +222,46 @@ class DialogueStage:
             candidate=pairing.candidate,
         )
 
-    async def _rewrite(self, pairing: Pairing, generate: Generate, first_attempt: int) -> list[str]:
-        """R: the whole session in one structured call; user turns are never sent back for editing."""
+    async def _rewrite(self, pairing: Pairing, generate: Generate, first_attempt: int) -> tuple[list[str], list[str]]:
+        """R: the whole session in one call; user turns are never sent back for editing.
+
+        One answer is rewritten as plain text when the template has a one-answer shape (rewrite@v2
+        on): small teachers write far worse inside a JSON string. A session of several answers is one
+        structured call, so the answers stay aligned with their turns. Finish reasons are known
+        only for the plain call (a cut JSON answer fails to parse instead).
+        """
         instruction, character = pairing.instruction, pairing.character
         expected = len(instruction.answers)
         min_chars = min_rewrite_chars(instruction.answers)
-        request = ChatRequest(
-            messages=self.rewrite_template.render(
-                persona=character.persona,
-                character=character.character,
-                turns=[t.model_dump() for t in instruction.turns],
-                answers=instruction.answers,
-            ),
-            # max_tokens is per answer; one rewrite call carries all of a session's answers.
-            sampling=self._rewrite_sampling(expected),
-            response_schema=rewrite_schema(expected, min_chars),
-            schema_name="rewritten_answers",
-        )
-        answers, _ = await generate(
+        plain = expected == 1 and self.rewrite_template.has_block("one_user")
+        variables = {
+            "persona": character.persona,
+            "character": character.character,
+            "turns": [t.model_dump() for t in instruction.turns],
+            "answers": instruction.answers,
+        }
+        if plain:
+            request = ChatRequest(
+                messages=self.rewrite_template.render(prefix="one_", **variables), sampling=self.config.sampling
+            )
+        else:
+            request = ChatRequest(
+                messages=self.rewrite_template.render(**variables),
+                # max_tokens is per answer; one rewrite call carries all of a session's answers.
+                sampling=self._rewrite_sampling(expected),
+                response_schema=rewrite_schema(expected, min_chars),
+                schema_name="rewritten_answers",
+            )
+        parse = parse_plain_rewrite(min_chars) if plain else parse_rewrite_reasons(expected, min_chars)
+        result, _ = await generate(
             request,
-            parse_rewrite(expected, min_chars),
+            parse,
             prompt_id=self.rewrite_template.id,
             max_attempts=self.max_attempts,
             first_attempt=first_attempt,
             **_variant(pairing),
         )
-        return answers
+        return result
 
     def _rewrite_sampling(self, answers: int):
         sampling = self.config.sampling
