@@ -55,6 +55,8 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fideli
         for line in (out / "data" / "filtered" / "dialogues.jsonl").read_text().splitlines()
     }
     assert held and trained_on and not held & trained_on
+    report = json.loads((out / "data" / "filtered" / "filter_report.json").read_text())
+    assert not any("originals unavailable" in note for note in report["notes"])  # the copy check ran
     for strategy in ("generate", "rewrite"):
         meta = json.loads((out / f"model-{strategy}" / "opencharacter.json").read_text())
         assert meta["steps"] == 2 and meta["config"]["strategies"] == [strategy]

@@ -60,6 +60,11 @@ def _make_data(
     failed = total = 0
     for name, personas in (("data", train_personas), ("held_out", held_personas)):
         session = RunSession(out / name, config.teacher, f"recipe:{name}", not quiet, config.executor)
+        if name == "data":
+            # Recorded as `synthesize` records it: the filters find the rewrites' original answers
+            # through it (without it the rewrite-copies-original check was skipped in every recipe).
+            sources = [source.model_dump(mode="json") for source, _, _ in loaded]
+            session.record_config("synthesis", {"instructions": sources, **config.synthesis.model_dump(mode="json")})
 
         async def steps(session: RunSession = session, name: str = name, personas=personas) -> None:
             await make_profiles(session, personas, config.profiles)
