@@ -110,7 +110,9 @@ def rewrite_schema(answers: int, min_chars: int = 1) -> dict[str, Any]:
 
 
 def parse_rewrite(expected: int, min_chars: int = 1):
-    def parse(completion: Completion) -> list[str]:
+    """A structured rewrite's answers, with no finish reasons (a cut JSON answer fails to parse)."""
+
+    def parse(completion: Completion) -> tuple[list[str], list[str]]:
         try:
             answers = json.loads(completion.text)["answers"]
         except (ValueError, KeyError, TypeError):
@@ -121,16 +123,7 @@ def parse_rewrite(expected: int, min_chars: int = 1):
             raise ParseError(f"rewrite returned {got} answers, expected {expected}", raw=completion.text)
         if not all(isinstance(a, str) and len(a.strip()) >= min_chars for a in answers):
             raise ParseError(f"rewrite returned an answer shorter than {min_chars} characters", raw=completion.text)
-        return [a.strip() for a in answers]
-
-    return parse
-
-
-def parse_rewrite_reasons(expected: int, min_chars: int = 1):
-    parse_answers = parse_rewrite(expected, min_chars)
-
-    def parse(completion: Completion) -> tuple[list[str], list[str]]:
-        return parse_answers(completion), []
+        return [a.strip() for a in answers], []
 
     return parse
 
@@ -252,7 +245,7 @@ class DialogueStage:
                 response_schema=rewrite_schema(expected, min_chars),
                 schema_name="rewritten_answers",
             )
-        parse = parse_plain_rewrite(min_chars) if plain else parse_rewrite_reasons(expected, min_chars)
+        parse = parse_plain_rewrite(min_chars) if plain else parse_rewrite(expected, min_chars)
         result, _ = await generate(
             request,
             parse,
