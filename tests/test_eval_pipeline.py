@@ -155,3 +155,61 @@ def test_embedded_model_generates_questions_for_a_new_persona(tmp_path):
     questions = asyncio.run(generate_questions(engine, persona, 1, Sampling(temperature=0.7, max_tokens=200), 3))
     assert [q.task for q in questions] == [t.name for t in TASKS]
     assert all(len(q.question.split()) >= 3 for q in questions)
+
+
+class _CountingBackend:
+    """Wraps the fake backend: records how many question calls are in flight at once, fails one task."""
+
+    def __init__(self, fail_task: str | None = None) -> None:
+        from opencharacter.backends import build_backend
+        from opencharacter.config import BackendConfig
+
+        self.inner = build_backend(BackendConfig(backend="fake"))
+        self.fail_task, self.in_flight, self.peak, self.finished = fail_task, 0, 0, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    async def complete(self, request):
+        from opencharacter.errors import BackendError
+
+        is_question = "questions" in json.dumps(request.response_schema or {})
+        if not is_question:
+            return await self.inner.complete(request)
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)
+            if self.fail_task and self.fail_task in request.messages[-1].content:
+                raise BackendError("injected", retryable=False)
+            self.finished += 1
+            return await self.inner.complete(request)
+        finally:
+            self.in_flight -= 1
+
+
+def test_a_personas_question_calls_are_asked_at_once_and_a_failure_keeps_the_rest(tmp_path):
+    """Five tasks' calls in flight together (a local backend batches them); one failing task fails the
+    persona only after the other four finished and were cached, so a retry replays them."""
+    from opencharacter.engine import Engine
+    from opencharacter.errors import BackendError
+    from opencharacter.eval.records import EvalPersona
+    from opencharacter.eval.stages import generate_questions
+    from opencharacter.records import Sampling
+    from opencharacter.store import RunStore
+
+    persona = EvalPersona(persona_id="p", persona="A beekeeper in rural Slovenia.")
+    sampling = Sampling(temperature=0.7, max_tokens=64)
+    backend = _CountingBackend()
+    questions = asyncio.run(generate_questions(Engine(backend, RunStore(tmp_path / "a")), persona, 1, sampling, 1))
+    assert [q.task for q in questions] == [t.name for t in TASKS]
+    assert backend.peak == len(TASKS)
+
+    store = RunStore(tmp_path / "b")
+    failing = _CountingBackend(fail_task=TASKS[2].rubric()[:40])
+    with pytest.raises(BackendError):
+        asyncio.run(generate_questions(Engine(failing, store), persona, 1, sampling, 1))
+    assert failing.finished == len(TASKS) - 1
+    replay = _CountingBackend()
+    again = asyncio.run(generate_questions(Engine(replay, store), persona, 1, sampling, 1))
+    assert len(again) == len(TASKS) and replay.finished == 1  # only the failed task is asked again

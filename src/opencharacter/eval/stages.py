@@ -5,6 +5,7 @@ Each is cached and resumable like the synthesis stages: the engine replays finis
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any
@@ -14,7 +15,7 @@ from opencharacter.engine import Engine
 from opencharacter.errors import ParseError
 from opencharacter.eval.records import Answer, EvalPersona, Question, Verdict
 from opencharacter.eval.sources import question_id
-from opencharacter.eval.tasks import RUBRIC_VERSION, TASK_BY_NAME, TASKS
+from opencharacter.eval.tasks import RUBRIC_VERSION, TASK_BY_NAME, TASKS, Task
 from opencharacter.prompts import load_prompt
 from opencharacter.records import ChatMessage, ChatRequest, Completion, Sampling
 from opencharacter.system_prompt import render_system_prompt
@@ -73,8 +74,8 @@ async def generate_questions(
         max_attempts=max_attempts,
     )
     template = load_prompt("eval_questions")
-    questions = []
-    for task in TASKS:
+
+    async def ask(task: Task) -> list[Question]:
         texts, _ = await engine.generate_parsed(
             ChatRequest(
                 messages=template.render(
@@ -87,7 +88,7 @@ async def generate_questions(
             prompt_id=f"{template.id}+{RUBRIC_VERSION}",
             max_attempts=max_attempts,
         )
-        questions += [
+        return [
             Question(
                 question_id=question_id(persona.persona, task.name, text),
                 persona_id=persona.persona_id,
@@ -97,6 +98,17 @@ async def generate_questions(
             )
             for text in texts
         ]
+
+    # The tasks' calls are independent given the settings, so they are asked at once: a local backend
+    # then batches them with the other personas' (8 personas: one batch of 40 instead of five of 8).
+    # Every call is waited for before a failure is raised, so finished calls are cached and a retry
+    # of this persona replays them instead of racing calls still in flight.
+    results = await asyncio.gather(*(ask(task) for task in TASKS), return_exceptions=True)
+    questions: list[Question] = []
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+        questions += result
     return questions
 
 
