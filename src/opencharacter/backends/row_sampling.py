@@ -91,6 +91,15 @@ class RowSampler:
         self._uniforms: Any = None
         self._step = 0
 
+    def keep(self, indices: Any) -> None:
+        """Follow the batch when finished rows leave it (see decode_loop.py): only `indices` remain."""
+        rows = indices.tolist()
+        self._words = [self._words[row] for row in rows]
+        if self._seeds is not None:
+            self._seeds = self._seeds[indices.to(self._seeds.device)]
+        if self._uniforms is not None:
+            self._uniforms = self._uniforms[indices.to(self._uniforms.device)]
+
     def _uniforms_for_step(self, device: Any) -> Any:
         import torch
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
+from opencharacter.backends.decode_loop import GrammarMask, decode
 from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME
 from opencharacter.backends.model_loading import chat_prompt_ids, load_model_and_tokenizer
 from opencharacter.backends.row_sampling import RowSampler
@@ -93,7 +94,11 @@ class LocalModel:
         return self._grammars[key]
 
     def generate(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[Completion]:
-        """One `model.generate` call for requests sharing sampling parameters (but seeds) and schema."""
+        """One batch of requests sharing sampling parameters (but seeds) and schema.
+
+        Decoded by `decode_loop.decode`, which drops a row from the batch as soon as it finishes
+        (transformers' `generate` keeps every row to the longest one's end).
+        """
         import torch
 
         sampling = requests[0].sampling
@@ -102,20 +107,16 @@ class LocalModel:
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
-        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_tokens, "pad_token_id": pad}
         processors: list[Any] = repetition_penalty(sampling.repetition_penalty, width)
         if schema is not None:
-            import xgrammar as xgr
-
-            processors.append(xgr.contrib.hf.LogitsProcessor(self._grammar(schema)))
-        if sampling.temperature > 0:  # sampled per request (row_sampling.py), so greedy decoding below
+            processors.append(GrammarMask(self._grammar(schema), len(prompts)))
+        if sampling.temperature > 0:  # sampled per request (row_sampling.py), then the forced token is taken
             processors.append(RowSampler([r.sampling.seed for r in requests], sampling.temperature, sampling.top_p))
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=processors)
-        with self._lock, torch.inference_mode():
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         eos_ids = self._eos_ids()
+        with self._lock, torch.inference_mode():
+            rows = decode(self.model, input_ids, attention, sampling.max_tokens, eos_ids, processors)
         completions = []
-        for row, prompt in zip(output[:, width:].tolist(), prompts, strict=True):
+        for row, prompt in zip(rows, prompts, strict=True):
             stop = next((i for i, token in enumerate(row) if token in eos_ids), None)
             tokens = row if stop is None else row[:stop]
             completions.append(
