@@ -43,8 +43,7 @@ def decode(
     live = list(range(rows))  # original row of each row still in the batch
     positions = attention.long().cumsum(-1) - 1
     positions = positions.masked_fill(attention == 0, 1)
-    # transformers 5 renamed `past_key_values` to `cache` (the old name warns, and goes in 5.40).
-    cache_arg = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache_arg = _cache_argument(model)
     # logits_to_keep=1: only the last position's logits (the prompt's would be rows × width × vocab).
     out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions, use_cache=True, logits_to_keep=1)
     cache = _cache_of(out)
@@ -85,6 +84,15 @@ def decode(
         logits = out.logits[:, -1, :].to(dtype=torch.float32)
         next_position = next_position + 1
     return made
+
+
+def _cache_argument(model: Any) -> str:
+    """transformers 5 renamed `past_key_values` to `cache` (the old name warns, and goes in 5.40).
+
+    A PEFT model's `forward` takes **kwargs, so the name is read from the model it wraps.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
 def _cache_of(output: Any) -> Any:
