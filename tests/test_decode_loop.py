@@ -59,9 +59,8 @@ def batch(local, temperature, schema):
         for i, q in enumerate(QUESTIONS)
     ]
     prompts = [local.prompt_ids(r) for r in requests]
-    width, pad = max(map(len, prompts)), local.tokenizer.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts])
-    attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+    input_ids, attention = local.left_padded(prompts)
+    width = input_ids.shape[1]
 
     def processors(grammar):
         made = repetition_penalty(1.1, width)

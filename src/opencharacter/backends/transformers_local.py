@@ -93,6 +93,15 @@ class LocalModel:
             self._grammars[key] = self._compiler.compile_json_schema(json.dumps(schema), any_whitespace=False)
         return self._grammars[key]
 
+    def left_padded(self, prompts: list[list[int]]) -> tuple[Any, Any]:
+        """(input_ids, attention_mask) of the prompts left-padded to the longest, on the model's device."""
+        import torch
+
+        width, pad = max(len(p) for p in prompts), self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
+        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        return input_ids, attention
+
     def generate(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[Completion]:
         """One batch of requests sharing sampling parameters (but seeds) and schema.
 
@@ -103,10 +112,8 @@ class LocalModel:
 
         sampling = requests[0].sampling
         schema = requests[0].response_schema
-        width = max(len(p) for p in prompts)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=self.device)
-        attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
+        input_ids, attention = self.left_padded(prompts)
+        width = input_ids.shape[1]
         processors: list[Any] = repetition_penalty(sampling.repetition_penalty, width)
         if schema is not None:
             processors.append(GrammarMask(self._grammar(schema), len(prompts)))
@@ -117,14 +124,13 @@ class LocalModel:
             rows = decode(self.model, input_ids, attention, sampling.max_tokens, eos_ids, processors)
         completions = []
         for row, prompt in zip(rows, prompts, strict=True):
-            stop = next((i for i, token in enumerate(row) if token in eos_ids), None)
-            tokens = row if stop is None else row[:stop]
+            stopped = bool(row) and row[-1] in eos_ids  # `decode` ends a row at its end-of-sequence token
             completions.append(
                 Completion(
-                    text=self.tokenizer.decode(tokens, skip_special_tokens=True),
-                    finish_reason="length" if stop is None else "stop",
+                    text=self.tokenizer.decode(row[:-1] if stopped else row, skip_special_tokens=True),
+                    finish_reason="stop" if stopped else "length",
                     prompt_tokens=len(prompt),
-                    completion_tokens=len(tokens) + (0 if stop is None else 1),
+                    completion_tokens=len(row),
                 )
             )
         return completions
