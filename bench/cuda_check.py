@@ -86,7 +86,7 @@ def embedding(files: Path, target: Path, texts: int) -> dict[str, float]:
     import torch
     from transformers import AutoConfig, AutoModel
 
-    from opencharacter.eval.fidelity import Embedder
+    from opencharacter.models.embedder import Embedder
 
     shutil.copytree(files, target, dirs_exist_ok=True)
     AutoModel.from_config(AutoConfig.from_pretrained(files)).save_pretrained(target)

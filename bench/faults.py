@@ -23,7 +23,7 @@ from pathlib import Path
 
 SERVER = """
 import sys
-from opencharacter.server import Faults, ScriptedResponder, run_server
+from opencharacter.serve.server import Faults, ScriptedResponder, run_server
 faults = Faults(random_rate=float(sys.argv[2]), hang_seconds=float(sys.argv[3]), random_seed=1)
 run_server(ScriptedResponder(latency=float(sys.argv[1]), faults=faults), "127.0.0.1", int(sys.argv[4]), "bench")
 """

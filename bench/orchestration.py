@@ -39,7 +39,7 @@ from opencharacter.store import RunStore
 
 SERVER = """
 import sys
-from opencharacter.server import ScriptedResponder, run_server
+from opencharacter.serve.server import ScriptedResponder, run_server
 run_server(ScriptedResponder(latency=float(sys.argv[1])), "127.0.0.1", int(sys.argv[2]), "bench")
 """
 

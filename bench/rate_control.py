@@ -34,7 +34,7 @@ from opencharacter.store import RunStore
 SERVER = """
 import sys
 from aiohttp import web
-from opencharacter.server import ScriptedResponder, build_app
+from opencharacter.serve.server import ScriptedResponder, build_app
 
 responder = ScriptedResponder(latency=float(sys.argv[1]), slots=int(sys.argv[2]))
 app = build_app(responder, "bench")

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from opencharacter.server import ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import ScriptedResponder, serve_in_thread
 
 JOBS = ["baker", "nurse", "pilot", "teacher", "welder", "farmer", "chemist", "poet", "judge", "diver"]
 PLACES = ["Lagos", "Lima", "Oslo", "Pune", "Quito", "Riga", "Seoul", "Tunis", "Utrecht", "Vienna"]

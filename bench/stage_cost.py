@@ -25,8 +25,8 @@ from pathlib import Path
 from opencharacter.backends.fake import fake_value
 from opencharacter.config import BackendConfig, ProfilesConfig, SynthesisConfig
 from opencharacter.pipeline import make_profiles, synthesize
+from opencharacter.pipeline.session import RunSession, execute
 from opencharacter.records import Character, ChatMessage, Completion, Instruction, Persona, Profile, Sampling
-from opencharacter.session import RunSession, execute
 from opencharacter.stages.dialogues import DialogueStage, dialogue_items
 from opencharacter.stages.profiles import PROFILE_SCHEMA, ProfileStage, profile_items
 

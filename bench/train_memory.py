@@ -64,8 +64,8 @@ PROFILES = {
 
 def make_dialogues(path: Path, count: int, seed: int = 0) -> Path:
     """Dialogues shaped like the recipe's: a character system prompt, a question, a long answer."""
-    from opencharacter.samples import sample_path
-    from opencharacter.system_prompt import render_system_prompt
+    from opencharacter.prompts.system_prompt import render_system_prompt
+    from opencharacter.sources.bundled import sample_path
 
     rows = [json.loads(line) for line in sample_path("instructions.jsonl").read_text("utf-8").splitlines()]
     personas = [json.loads(line)["persona"] for line in sample_path("personas.jsonl").read_text("utf-8").splitlines()]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from opencharacter.cli.app import main
-from opencharacter.samples import sample_path
+from opencharacter.sources.bundled import sample_path
 
 SHARED_PERSONAS = Path(__file__).resolve().parents[2] / "shared" / "data" / "personahub_sample.jsonl"
 

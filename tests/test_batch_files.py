@@ -8,9 +8,9 @@ from pathlib import Path
 from conftest import read_jsonl
 
 from opencharacter.backends.fake import fake_value
-from opencharacter.batch_files import ExportResult, import_results, write_files
 from opencharacter.hashing import canonical_json
-from opencharacter.samples import sample_path
+from opencharacter.pipeline.batch import ExportResult, import_results, write_files
+from opencharacter.sources.bundled import sample_path
 from opencharacter.store import RunStore
 
 DEAD = "http://127.0.0.1:1/v1"  # nothing listens there: any real call fails the command

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from opencharacter.server import Faults, ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import Faults, ScriptedResponder, serve_in_thread
 
 SAILOR = "A retired sailor who paints seascapes."
 KEEPER = "A lighthouse keeper who collects shells."

@@ -45,7 +45,7 @@ def test_invalid_config_is_reported_per_field(tmp_path, run_cli, personas_file):
 
 
 def test_synthesize_without_profiles_says_what_to_do(tmp_path, run_cli):
-    from opencharacter.samples import sample_path
+    from opencharacter.sources.bundled import sample_path
 
     code, _, err = run_cli(
         "synthesize",

@@ -104,7 +104,7 @@ def test_run_contracts_print_one_line_and_their_exit_code(tmp_path, run_cli, per
     ("target", "error"),
     [
         ("opencharacter.store.RunStore.put_record", sqlite3.OperationalError("database or disk is full")),
-        ("opencharacter.session.write_run_files", OSError(errno.ENOSPC, "No space left on device")),
+        ("opencharacter.pipeline.session.write_run_files", OSError(errno.ENOSPC, "No space left on device")),
     ],
 )
 def test_disk_full_is_one_line_that_says_a_rerun_resumes(tmp_path, run_cli, persona, monkeypatch, target, error):
@@ -124,7 +124,7 @@ def test_other_os_errors_still_show_their_traceback(tmp_path, run_cli, persona, 
     def broken(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr("opencharacter.session.write_run_files", broken)
+    monkeypatch.setattr("opencharacter.pipeline.session.write_run_files", broken)
     with pytest.raises(OSError, match="Input/output"):
         run_cli("profiles", "--personas", persona, "--out", tmp_path / "r", "--backend", "fake", "-q")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opencharacter.config import ModelPrice, PipelineConfig, build
-from opencharacter.costs import PlannedCall, cost_table, estimate, record_prices, run_cost
+from opencharacter.engine.costs import PlannedCall, cost_table, estimate, record_prices, run_cost
 from opencharacter.errors import ConfigError
 from opencharacter.export.run_files import write_run_files
 from opencharacter.prompts import load_prompt

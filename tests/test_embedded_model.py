@@ -10,7 +10,7 @@ from opencharacter.backends import build_backend
 from opencharacter.config import BackendConfig
 from opencharacter.prompts import load_prompt
 from opencharacter.records import ChatMessage, ChatRequest, Persona, Sampling
-from opencharacter.server import BackendResponder, serve_in_thread
+from opencharacter.serve.server import BackendResponder, serve_in_thread
 from opencharacter.stages.profiles import PROFILE_SCHEMA, build_request, parse_profile
 from tests.conftest import read_jsonl
 

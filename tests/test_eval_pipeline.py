@@ -8,7 +8,7 @@ import json
 import pytest
 
 from opencharacter.eval.tasks import TASKS
-from opencharacter.samples import sample_path
+from opencharacter.sources.bundled import sample_path
 from tests.conftest import read_jsonl
 
 FAKE = ("--backend", "fake", "--judge-backend", "fake", "-q")

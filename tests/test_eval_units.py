@@ -111,7 +111,7 @@ def test_fidelity_ranks_against_chance_on_a_constructed_case():
 
 
 def test_real_minilm_tells_characters_apart():
-    from opencharacter.eval.fidelity import Embedder
+    from opencharacter.models.embedder import Embedder
 
     profiles = {
         "m": "Name: Joe Park\nGeneral Experience: a marine mechanic who repairs boat engines in the harbour",

@@ -131,7 +131,7 @@ def planted_set() -> tuple[list[Character], set[str]]:
 
 @pytest.fixture(scope="module")
 def embed():
-    from opencharacter.eval.fidelity import Embedder
+    from opencharacter.models.embedder import Embedder
 
     return Embedder()
 

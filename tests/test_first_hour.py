@@ -10,7 +10,7 @@ import stat
 import pytest
 
 from opencharacter.fileio import atomic_open
-from opencharacter.local_paths import looks_like_hub_id, looks_like_path
+from opencharacter.models.paths import looks_like_hub_id, looks_like_path
 from tests.conftest import read_jsonl
 
 FAKE = ("--backend", "fake", "--judge-backend", "fake", "-q")

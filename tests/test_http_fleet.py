@@ -14,7 +14,7 @@ from opencharacter.config import BackendConfig
 from opencharacter.engine import Engine
 from opencharacter.errors import BackendError, FatalBackendError
 from opencharacter.records import ChatMessage, ChatRequest, Completion, Sampling
-from opencharacter.server import ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import ScriptedResponder, serve_in_thread
 from opencharacter.store import RunStore
 
 

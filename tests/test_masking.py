@@ -30,7 +30,7 @@ MESSAGES = [
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from opencharacter.backends.model_loading import resolve_model_path
+    from opencharacter.models.loading import resolve_model_path
 
     return AutoTokenizer.from_pretrained(resolve_model_path("embedded"))
 

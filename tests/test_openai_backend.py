@@ -13,7 +13,7 @@ from opencharacter.config import BackendConfig
 from opencharacter.engine import Engine
 from opencharacter.errors import BackendError, ConfigError
 from opencharacter.records import ChatMessage, ChatRequest
-from opencharacter.server import Faults, ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import Faults, ScriptedResponder, serve_in_thread
 from opencharacter.stages.profiles import PROFILE_SCHEMA, parse_profile
 from opencharacter.store import RunStore
 from tests.conftest import read_jsonl
@@ -99,7 +99,7 @@ def test_api_key_comes_from_the_named_variable_and_is_never_stored(tmp_path, mon
     responder = KeyCheck()
     from aiohttp import web
 
-    from opencharacter import server
+    from opencharacter.serve import server
 
     original = server.build_app
 

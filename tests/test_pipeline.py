@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from opencharacter.samples import sample_path
+from opencharacter.sources.bundled import sample_path
 from tests.conftest import read_jsonl
 
 FAKE = ("--backend", "fake", "--quiet")

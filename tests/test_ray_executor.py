@@ -14,9 +14,9 @@ import pytest
 from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig
 from opencharacter.errors import MissingDependencyError, OpenCharacterError
 from opencharacter.executors.shards import ShardSpec, open_shard
-from opencharacter.samples import sample_path
-from opencharacter.server import ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import ScriptedResponder, serve_in_thread
 from opencharacter.sources import load_personas
+from opencharacter.sources.bundled import sample_path
 from opencharacter.stages.profiles import ProfileStage, profile_items
 from tests.conftest import read_jsonl
 
@@ -118,7 +118,7 @@ class CrashingProfiles(ProfileStage):
 
 
 def run_crashing(run: Path, personas, marks: Path, crashes: int, workers: int = 2):
-    from opencharacter.session import RunSession, execute
+    from opencharacter.pipeline.session import RunSession, execute
 
     backend = BackendConfig(backend="fake", concurrency=1)
     session = RunSession(run, backend, "profiles", False, ExecutorConfig(kind="ray", workers=workers))

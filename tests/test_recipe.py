@@ -9,7 +9,7 @@ import pytest
 from opencharacter.config import RecipeConfig, build, load_yaml
 from opencharacter.recipe.experiment import split_personas
 from opencharacter.records import Persona
-from opencharacter.samples import sample_path
+from opencharacter.sources.bundled import sample_path
 
 pytestmark = pytest.mark.slow
 

@@ -4,8 +4,8 @@ import pytest
 
 from opencharacter.errors import ConfigError
 from opencharacter.prompts import load_prompt, parse_prompt_id
+from opencharacter.prompts.system_prompt import render_system_prompt
 from opencharacter.records import Profile
-from opencharacter.system_prompt import render_system_prompt
 
 PROFILE = Profile(
     name="Mara Lind",

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from opencharacter.server import ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import ScriptedResponder, serve_in_thread
 from tests.conftest import read_jsonl
 
 PERSONAS = 30

@@ -12,7 +12,7 @@ import time
 from opencharacter.backends import register_backend
 from opencharacter.backends.fake import FakeBackend
 from opencharacter.errors import FatalBackendError
-from opencharacter.samples import sample_path
+from opencharacter.sources.bundled import sample_path
 from tests.conftest import read_jsonl
 
 FAKE = ("--backend", "fake", "--quiet")

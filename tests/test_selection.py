@@ -11,10 +11,10 @@ from opencharacter.backends.base import Backend
 from opencharacter.config import BackendConfig, FiltersConfig, SelectionConfig
 from opencharacter.engine import Engine
 from opencharacter.engine.engine import with_call_seed
-from opencharacter.eval import fidelity
 from opencharacter.export.run_files import write_run_files
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
+from opencharacter.models import embedder as fidelity
 from opencharacter.records import (
     Character,
     ChatMessage,
@@ -25,10 +25,10 @@ from opencharacter.records import (
     Persona,
     Profile,
 )
-from opencharacter.samples import sample_path
 from opencharacter.selection import SELECTION
 from opencharacter.selection.runner import select_candidates
 from opencharacter.selection.scoring import PairSelection, chance_mrr, distractors
+from opencharacter.sources.bundled import sample_path
 from opencharacter.stages.dialogues import dialogue_items
 from opencharacter.store import RunStore
 from tests.conftest import read_jsonl

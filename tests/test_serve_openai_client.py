@@ -6,7 +6,7 @@ import pytest
 
 from opencharacter.backends.fake import FakeBackend
 from opencharacter.config import BackendConfig
-from opencharacter.server import BackendResponder, serve_in_thread
+from opencharacter.serve.server import BackendResponder, serve_in_thread
 
 openai = pytest.importorskip("openai")
 

@@ -20,8 +20,8 @@ from opencharacter.executors.shards import (
     shard_of,
 )
 from opencharacter.records import Character, Failure, Profile
-from opencharacter.samples import sample_path
 from opencharacter.sources import load_personas
+from opencharacter.sources.bundled import sample_path
 from opencharacter.store import RunStore
 from tests.conftest import read_jsonl
 

@@ -141,7 +141,7 @@ def test_odd_sessions_are_clear_errors(write_jsonl, row, problem):
 
 
 def test_bundled_samples_meet_the_demo_needs():
-    from opencharacter.samples import sample_path
+    from opencharacter.sources.bundled import sample_path
 
     personas, _ = load_personas(sample_path("personas.jsonl"))
     instructions, _ = load_instructions(sample_path("instructions.jsonl"))
@@ -153,8 +153,8 @@ def test_bundled_samples_meet_the_demo_needs():
 def test_the_personal_questions_sample_never_asks_an_evaluation_question():
     """The CPU recipe trains on these; evaluation's fidelity questions must stay unseen."""
     from opencharacter.eval.fidelity import QUESTIONS
-    from opencharacter.samples import sample_path
     from opencharacter.sources import load_instructions
+    from opencharacter.sources.bundled import sample_path
 
     instructions, report = load_instructions(sample_path("personal_questions.jsonl"))
     asked = {i.turns[0].content.strip().lower() for i in instructions}

@@ -10,7 +10,7 @@ from opencharacter.backends import build_backend
 from opencharacter.config import BackendConfig
 from opencharacter.engine import Engine
 from opencharacter.records import ChatMessage, ChatRequest
-from opencharacter.server import ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import ScriptedResponder, serve_in_thread
 from opencharacter.stages.profiles import PROFILE_SCHEMA, parse_profile
 from opencharacter.store import RunStore
 from tests.conftest import read_jsonl

@@ -8,7 +8,7 @@ import pytest
 
 from opencharacter.cards import card_from_character, write_card_json
 from opencharacter.records import Character
-from opencharacter.server import ScriptedResponder, serve_in_thread
+from opencharacter.serve.server import ScriptedResponder, serve_in_thread
 from tests.conftest import TRAIN_FLAGS, read_jsonl
 
 pytestmark = pytest.mark.slow
@@ -109,7 +109,7 @@ def test_chat_with_an_unknown_short_character_is_a_clear_error(run_cli, tiny_run
 def test_merged_model_answers_exactly_like_base_plus_adapter(tiny_run, tmp_path, run_cli):
     import torch
 
-    from opencharacter.backends.model_loading import load_model_and_tokenizer
+    from opencharacter.models.loading import load_model_and_tokenizer
 
     out = tmp_path / "merged-run"
     code, _, err = run_cli("train", "--run", tiny_run, "--out", out, "--max-steps", 2, "--merge", *TRAIN_FLAGS)

@@ -15,7 +15,7 @@ import pytest
 
 from opencharacter.config import TrainConfig
 from opencharacter.errors import ConfigError, InputError
-from opencharacter.system_prompt import render_system_prompt
+from opencharacter.prompts.system_prompt import render_system_prompt
 from opencharacter.train.preferences import load_preferences
 
 CHARACTERS = {  # id: (persona, profile, an answer in character)
@@ -186,7 +186,7 @@ def test_the_dpo_adapter_loads_with_plain_peft_and_with_our_chat(dpo_out, traine
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    from opencharacter.backends.model_loading import load_model_and_tokenizer, resolve_model_path
+    from opencharacter.models.loading import load_model_and_tokenizer, resolve_model_path
 
     out, code, printed = dpo_out
     assert code == 0, printed

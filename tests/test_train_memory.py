@@ -24,7 +24,7 @@ def model_and_tokenizer():
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from opencharacter.backends.model_loading import resolve_model_path
+    from opencharacter.models.loading import resolve_model_path
 
     path = resolve_model_path("embedded")
     return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), AutoTokenizer.from_pretrained(path)

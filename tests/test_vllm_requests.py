@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 from opencharacter.backends import build_backend
-from opencharacter.backends.model_loading import resolve_model_path
 from opencharacter.backends.vllm_models import resolve_vllm_model, serve_command
 from opencharacter.backends.vllm_offline import engine_kwargs, lora_kwargs, sampling_kwargs
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, ConfigError, FatalBackendError, MissingDependencyError
+from opencharacter.models.loading import resolve_model_path
 from opencharacter.records import ChatMessage, ChatRequest, Sampling
 from opencharacter.stages.dialogues import rewrite_schema
 

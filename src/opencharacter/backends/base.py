@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
-from opencharacter.backends.model_loading import directory_fingerprint
+from opencharacter.models.loading import directory_fingerprint
 from opencharacter.records import ChatRequest, Completion
 
 if TYPE_CHECKING:

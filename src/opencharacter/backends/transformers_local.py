@@ -16,12 +16,12 @@ from typing import Any
 from opencharacter.backends.base import Backend, Capabilities
 from opencharacter.backends.batching import MicroBatcher
 from opencharacter.backends.decode_loop import GrammarMask, decode
-from opencharacter.backends.embedded import EMBEDDED_ID, EMBEDDED_NAME
-from opencharacter.backends.model_loading import chat_prompt_ids, load_model_and_tokenizer
 from opencharacter.backends.row_sampling import RowSampler
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
+from opencharacter.models.embedded import EMBEDDED_ID, EMBEDDED_NAME
+from opencharacter.models.loading import chat_prompt_ids, load_model_and_tokenizer
 from opencharacter.records import ChatRequest, Completion
 
 DECODING = "penalty-on-generated"

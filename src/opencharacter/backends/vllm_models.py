@@ -13,8 +13,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from opencharacter.backends.model_loading import adapter_base, resolve_model_path
 from opencharacter.errors import ConfigError
+from opencharacter.models.loading import adapter_base, resolve_model_path
 
 # The values vLLM accepts for --max-lora-rank (vllm/config/lora.py, `MaxLoRARanks`; 1 is newer).
 VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)

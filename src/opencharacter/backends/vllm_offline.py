@@ -22,10 +22,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from opencharacter.backends.base import Backend, Capabilities
-from opencharacter.backends.model_loading import chat_prompt_ids
 from opencharacter.backends.vllm_models import VLLMModel, resolve_vllm_model
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, FatalBackendError, MissingDependencyError
+from opencharacter.models.loading import chat_prompt_ids
 from opencharacter.records import ChatRequest, Completion
 
 # The integer id vLLM keys a loaded adapter by; one backend serves one adapter.

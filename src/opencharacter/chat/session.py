@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from opencharacter.backends import build_backend
-from opencharacter.backends.model_loading import model_meta
 from opencharacter.chat.characters import ChatCharacter
 from opencharacter.config import BackendConfig
+from opencharacter.models.loading import model_meta
+from opencharacter.prompts.system_prompt import render_system_prompt
 from opencharacter.records import ChatMessage, ChatRequest, Sampling
-from opencharacter.system_prompt import render_system_prompt
 
 
 class ChatModel:

@@ -44,8 +44,8 @@ def export_command(
     skip_invalid: opt.SkipInvalid = False,
 ) -> None:
     """Write the calls a stage still needs as Batch API JSONL under RUN/batch (give the stage's own options)."""
-    from opencharacter.batch_files import export_dialogues, export_profiles
     from opencharacter.pipeline import load_instruction_sources
+    from opencharacter.pipeline.batch import export_dialogues, export_profiles
     from opencharacter.sources import load_personas
 
     if stage not in STAGES:
@@ -106,7 +106,7 @@ def import_command(
     run: RunDir,
 ) -> None:
     """Put a batch output file's answers into the run's call cache; then rerun the stage (or export the next round)."""
-    from opencharacter.batch_files import import_results
+    from opencharacter.pipeline.batch import import_results
 
     result = import_results(run, files)
     typer.echo(f"stored {result.stored} answers")

@@ -12,7 +12,7 @@ from opencharacter.chat.characters import resolve_character
 from opencharacter.chat.session import ChatModel, ChatSession, system_prompt_version_for
 from opencharacter.cli import options as opt
 from opencharacter.errors import OpenCharacterError
-from opencharacter.local_paths import check_model_spec, require_exists
+from opencharacter.models.paths import check_model_spec, require_exists
 from opencharacter.records import Sampling
 
 # Backends that load the model from files here; for servers, --model is just the name they serve.

@@ -14,7 +14,7 @@ from opencharacter.cli.phase_process import run_phase
 from opencharacter.cli.report import ConsoleReporter, console
 from opencharacter.config import PipelineConfig
 from opencharacter.pipeline import run_pipeline
-from opencharacter.samples import sample_path
+from opencharacter.sources.bundled import sample_path
 
 
 def demo_config(run: Path, personas: int, instructions: int, per_instruction: int, backend: dict) -> PipelineConfig:

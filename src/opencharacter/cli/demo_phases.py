@@ -12,8 +12,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from opencharacter.backends.embedded import cache_dir
 from opencharacter.cli.report import console
+from opencharacter.models.embedded import cache_dir
 from opencharacter.train.memory import format_bytes, peak_rss_bytes
 from opencharacter.train.progress import format_seconds
 

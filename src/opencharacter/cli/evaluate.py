@@ -14,7 +14,7 @@ from opencharacter.cli import options as opt
 from opencharacter.cli.report import console
 from opencharacter.config import BackendConfig, EvalConfig, build
 from opencharacter.errors import ConfigError
-from opencharacter.local_paths import check_model_spec
+from opencharacter.models.paths import check_model_spec
 
 app = typer.Typer(help="Evaluate role-play; `eval compare A B` compares two evaluations.", no_args_is_help=False)
 
@@ -108,8 +108,8 @@ def evaluate_command(
 
 def held_out_persona_ids(model: str, run: Path | None) -> set[str] | None:
     """Persona ids of the characters a trained model never saw, when its split and run are at hand."""
-    from opencharacter.backends.model_loading import model_meta
     from opencharacter.eval.sources import persona_id
+    from opencharacter.models.loading import model_meta
 
     split = Path(model) / "split.json"
     if not split.is_file():

@@ -24,10 +24,10 @@ Shard = Annotated[
 
 
 def sharded(runner: Callable[..., Any], shard: str | None) -> Callable[..., Any]:
-    """`run_profiles` / `run_synthesis`, or their one-shard variant (`opencharacter.sharding`) with `--shard`."""
+    """`run_profiles` / `run_synthesis`, or their one-shard variant (`opencharacter.pipeline.shards`) with `--shard`."""
     if shard is None:
         return runner
-    from opencharacter import sharding
+    from opencharacter.pipeline import shards as sharding
 
     return functools.partial(getattr(sharding, f"{runner.__name__}_shard"), shard=ShardSpec.parse(shard))
 

@@ -11,16 +11,16 @@ from rich.markup import escape
 from rich.table import Table
 
 from opencharacter.export.run_files import CHARACTERS, DIALOGUES, FAILURES
-from opencharacter.session import Reporter
+from opencharacter.pipeline.session import Reporter
 from opencharacter.sources import LoadReport
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from opencharacter.config import ModelPrice
-    from opencharacter.dry_run import StagePlan
     from opencharacter.filters import FilterReport
-    from opencharacter.session import RunSession
+    from opencharacter.pipeline.plan import StagePlan
+    from opencharacter.pipeline.session import RunSession
 
 console = Console(stderr=True, soft_wrap=True)
 TOP_REASONS = 3
@@ -128,7 +128,7 @@ def print_plan(plans: list[StagePlan], prices: Mapping[str, ModelPrice] | None =
 
 
 def _print_price_bounds(plans: list[StagePlan], prices: Mapping[str, ModelPrice]) -> None:
-    from opencharacter.costs import price_of
+    from opencharacter.engine.costs import price_of
 
     prompt = sum(plan.prompt_tokens for plan in plans)
     completion = sum(plan.completion_cap for plan in plans)

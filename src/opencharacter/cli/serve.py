@@ -12,7 +12,7 @@ import typer
 
 from opencharacter.backends import build_backend
 from opencharacter.cli import options as opt
-from opencharacter.server import BackendResponder, run_server
+from opencharacter.serve.server import BackendResponder, run_server
 
 
 def serve(

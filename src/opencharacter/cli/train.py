@@ -12,7 +12,7 @@ from opencharacter.cli import options as opt
 from opencharacter.cli.report import console
 from opencharacter.config import TrainConfig, build
 from opencharacter.errors import ConfigError
-from opencharacter.local_paths import check_data_spec, check_model_spec, require_exists
+from opencharacter.models.paths import check_data_spec, check_model_spec, require_exists
 
 
 def train_command(

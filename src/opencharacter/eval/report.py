@@ -77,8 +77,8 @@ def fidelity_lines(summary: dict[str, Any]) -> list[str]:
 
 def model_label(model: str) -> str:
     """Name a model by what it is: the hub id of the embedded model, a trained directory's name + its base."""
-    from opencharacter.backends.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
-    from opencharacter.backends.model_loading import model_meta
+    from opencharacter.models.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
+    from opencharacter.models.loading import model_meta
 
     if model == EMBEDDED_NAME:
         return f"{EMBEDDED_HUB_ID} (embedded)"

@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from opencharacter.backends import backend_decoding, build_backend
-from opencharacter.backends.model_loading import directory_fingerprint
 from opencharacter.config import BackendConfig, EvalConfig
 from opencharacter.engine import Engine
 from opencharacter.errors import ConfigError, MissingDependencyError
 from opencharacter.eval import stages
-from opencharacter.eval.fidelity import QUESTIONS, Embedder, embedder_path, fidelity_summary, rank_answers
+from opencharacter.eval.fidelity import QUESTIONS, fidelity_summary, rank_answers
 from opencharacter.eval.lexical import LexicalScorer
 from opencharacter.eval.progress import EvalProgress
 from opencharacter.eval.records import Answer, EvalPersona, FidelityResult, Question, Verdict
@@ -30,6 +29,8 @@ from opencharacter.eval.tasks import RUBRIC_VERSION, TASKS
 from opencharacter.executors import WorkItem, run_stage
 from opencharacter.fileio import write_jsonl
 from opencharacter.hashing import content_hash
+from opencharacter.models.embedder import Embedder, embedder_path
+from opencharacter.models.loading import directory_fingerprint
 from opencharacter.records import Record
 from opencharacter.store import RunStore
 

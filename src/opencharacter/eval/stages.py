@@ -17,8 +17,8 @@ from opencharacter.eval.records import Answer, EvalPersona, Question, Verdict
 from opencharacter.eval.sources import question_id
 from opencharacter.eval.tasks import RUBRIC_VERSION, TASK_BY_NAME, TASKS, Task
 from opencharacter.prompts import load_prompt
+from opencharacter.prompts.system_prompt import render_system_prompt
 from opencharacter.records import ChatMessage, ChatRequest, Completion, Sampling
-from opencharacter.system_prompt import render_system_prompt
 
 _SCORE = re.compile(r"score\s*(?:\*\*)?\s*[:=]?\s*(?:\*\*)?\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 MIN_EXAMPLE_CHARS = 20

@@ -28,7 +28,7 @@ from opencharacter.errors import MissingDependencyError
 from opencharacter.records import PROFILE_LABELS, Character
 
 Embed = Callable[[list[str]], Any]
-"""Texts → L2-normalised vectors (rows), e.g. `opencharacter.eval.fidelity.Embedder()`."""
+"""Texts → L2-normalised vectors (rows), e.g. `opencharacter.models.embedder.Embedder()`."""
 
 _NUM_PERM = 128
 _BLOCK = 1024
@@ -128,7 +128,7 @@ def greedy_keep_first(ids: Sequence[str], pairs: list[tuple[int, int]]) -> dict[
 
 
 def _default_embed() -> Embed:
-    from opencharacter.eval.fidelity import Embedder
+    from opencharacter.models.embedder import Embedder
 
     return Embedder()
 

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opencharacter.backends.model_loading import MODEL_META
 from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig, TrainConfig
 from opencharacter.errors import RunIncomplete
 from opencharacter.eval.runner import evaluate
@@ -30,12 +29,13 @@ from opencharacter.export.run_files import DIALOGUES, PREFERENCE_PAIRS
 from opencharacter.fileio import atomic_open
 from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
+from opencharacter.models.loading import MODEL_META
 from opencharacter.pipeline import load_instruction_sources, make_profiles, select, synthesize
+from opencharacter.pipeline.session import RunSession, execute
 from opencharacter.recipe.table import METRICS, render_markdown, target_verdict
 from opencharacter.recipe.table import results_table as _table
 from opencharacter.records import Persona
 from opencharacter.selection import dialogue_stage
-from opencharacter.session import RunSession, execute
 from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
 

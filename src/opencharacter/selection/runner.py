@@ -133,7 +133,7 @@ async def select_candidates_async(
         if not batch:
             return
         if embed is None:
-            from opencharacter.eval.fidelity import Embedder
+            from opencharacter.models.embedder import Embedder
 
             embed = Embedder()
         if profiles is None:

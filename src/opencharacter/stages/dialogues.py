@@ -16,6 +16,7 @@ from opencharacter.config import SynthesisConfig
 from opencharacter.errors import ParseError
 from opencharacter.hashing import content_hash
 from opencharacter.prompts import PromptTemplate, load_prompt
+from opencharacter.prompts.system_prompt import system_template
 from opencharacter.records import (
     Character,
     ChatMessage,
@@ -26,7 +27,6 @@ from opencharacter.records import (
     Strategy,
 )
 from opencharacter.stages.base import Generate, WorkItem
-from opencharacter.system_prompt import system_template
 
 STAGE = "dialogues"
 _MAX_ANSWER_CHARS = 4000

@@ -2,7 +2,7 @@
 progress line, checkpoints and resume, and everything written beside the weights.
 
 Both trainers are thin wrappers over TRL; only the data and the TRL trainer class differ, so one
-`opencharacter.json`, one model card and one loader (`backends/model_loading.py`) serve both.
+`opencharacter.json`, one model card and one loader (`models/loading.py`) serve both.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from opencharacter.backends.model_loading import MODEL_META, adapter_base, resolve_model_path
 from opencharacter.errors import ConfigError, MissingDependencyError
+from opencharacter.models.loading import MODEL_META, adapter_base, resolve_model_path
 from opencharacter.train.config import TrainConfig
 from opencharacter.train.memory import MemoryPlan, peak_rss_bytes
 from opencharacter.train.report import plot_losses, write_model_card
@@ -57,7 +57,7 @@ def import_trl() -> None:
         import trl  # noqa: F401
     except ImportError as exc:
         raise MissingDependencyError(exc.name or "trl", "train") from None
-    from opencharacter.backends.embedded import quiet_transformers
+    from opencharacter.models.embedded import quiet_transformers
 
     quiet_transformers()
     import datasets
@@ -291,7 +291,7 @@ def finish(
 
 def shareable_base_id(model: str) -> str:
     """The base model as anyone can load it: the hub id of the embedded model, else what was given."""
-    from opencharacter.backends.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
+    from opencharacter.models.embedded import EMBEDDED_HUB_ID, EMBEDDED_NAME
 
     return EMBEDDED_HUB_ID if model == EMBEDDED_NAME else model
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeVar
 
 from opencharacter.errors import ConfigError, InputError
 from opencharacter.hashing import content_hash
-from opencharacter.local_paths import check_data_spec
+from opencharacter.models.paths import check_data_spec
 from opencharacter.sources.reader import InvalidHandler, LoadReport, read_json_items
 
 

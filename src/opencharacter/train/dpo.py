@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from opencharacter.backends.model_loading import model_meta
 from opencharacter.errors import ConfigError
+from opencharacter.models.loading import model_meta
 from opencharacter.train.common import (
     TrainResult,
     base_model_name,

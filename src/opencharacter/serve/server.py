@@ -23,7 +23,7 @@ from opencharacter.backends.fake import fake_value
 from opencharacter.errors import OpenCharacterError
 from opencharacter.hashing import canonical_json, content_hash
 from opencharacter.records import ChatRequest, Completion
-from opencharacter.server_api import (
+from opencharacter.serve.api import (
     RequestRejected,
     completion_body,
     error_body,

@@ -170,14 +170,14 @@ class RunSession:
     def use_prices(self, prices: Mapping[str, ModelPrice] | None) -> None:
         """Price this command's tokens in the summary, and keep the list with the run so the dataset
         card (rewritten by every later command) prices the whole run."""
-        from opencharacter.costs import record_prices
+        from opencharacter.engine.costs import record_prices
 
         self.prices = dict(prices or {})
         record_prices(self.store, self.prices)
 
     def command_cost(self) -> float | None:
         """US$ for the tokens this command spent, when the teacher has a price."""
-        from opencharacter.costs import price_of
+        from opencharacter.engine.costs import price_of
 
         stats = self.stats
         return price_of(stats.prompt_tokens, stats.completion_tokens, self.prices.get(self.backend.model_id))

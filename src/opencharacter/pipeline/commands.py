@@ -19,11 +19,11 @@ from opencharacter.config import (
     ProfilesConfig,
     SynthesisConfig,
 )
-from opencharacter.dry_run import StagePlan, open_store, plan_profiles, plan_synthesis, planned_character
 from opencharacter.errors import ConfigError
 from opencharacter.executors import StageResult
+from opencharacter.pipeline.plan import StagePlan, open_store, plan_profiles, plan_synthesis, planned_character
+from opencharacter.pipeline.session import Reporter, RunSession, execute
 from opencharacter.records import Character, Dialogue, Instruction, Persona, Strategy
-from opencharacter.session import Reporter, RunSession, execute
 from opencharacter.sources import LoadReport, load_instructions, load_personas
 from opencharacter.stages import pairing
 from opencharacter.stages.dialogues import DialogueStage, applies, dialogue_items
@@ -89,7 +89,7 @@ def check_synthesis(session: RunSession, stage: DialogueStage, strategies: Seque
                 f"--per-instruction {config.per_instruction} would leave the others in its files: use a new --out"
             )
     if config.candidates > 1:  # fail now, not after generating k× the dialogues
-        from opencharacter.eval.fidelity import embedder_path
+        from opencharacter.models.embedder import embedder_path
 
         embedder_path()
     if record and (recorded is None or config.per_instruction > recorded["per_instruction"]):

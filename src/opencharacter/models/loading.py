@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from opencharacter.backends.embedded import EMBEDDED_NAME, embedded_model_dir, quiet_transformers
 from opencharacter.errors import ConfigError, MissingDependencyError
 from opencharacter.hashing import content_hash
+from opencharacter.models.embedded import EMBEDDED_NAME, embedded_model_dir, quiet_transformers
 from opencharacter.records import ChatRequest
 
 MODEL_META = "opencharacter.json"

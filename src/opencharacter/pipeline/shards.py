@@ -25,9 +25,9 @@ from opencharacter.engine import EngineStats
 from opencharacter.errors import ConfigError
 from opencharacter.executors import Executor, Stage, StageResult, WorkItem
 from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finished, open_shard, shard_dir
-from opencharacter.pipeline import LoadedSource, profiles_on, synthesis_on
+from opencharacter.pipeline.commands import LoadedSource, profiles_on, synthesis_on
+from opencharacter.pipeline.session import RunSession
 from opencharacter.records import Persona
-from opencharacter.session import RunSession
 from opencharacter.stages import pairing
 from opencharacter.stages import profiles as profile_stage
 from opencharacter.store import RunStore
