@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from opencharacter.config.base import Config
+from opencharacter.errors import ConfigError
+from opencharacter.registry import BACKENDS, EXECUTORS, Registry
 
 
 class BackendConfig(Config):
@@ -79,18 +81,16 @@ class BackendConfig(Config):
     @field_validator("backend")
     @classmethod
     def _known(cls, value: str) -> str:
-        from opencharacter.backends import available_backends
-
-        if value not in available_backends():
-            raise ValueError(f"unknown backend {value!r}; choose one of {', '.join(available_backends())}")
-        return value
+        return _registered(BACKENDS, value)
 
 
 class ExecutorConfig(Config):
     """Where stage work runs. Every executor writes the same run directory and files."""
 
-    kind: Literal["local", "ray"] = Field(
-        "local", description="local: asyncio in this process; ray: tasks on a Ray cluster (pip extra `ray`)."
+    kind: str = Field(
+        "local",
+        description="local: asyncio in this process; ray: tasks on a Ray cluster (pip extra `ray`); "
+        "or a name given to `opencharacter.executors.register_executor`.",
     )
     address: str | None = Field(
         None, description="Ray: cluster address (default: RAY_ADDRESS, else a local Ray started for the run)."
@@ -99,3 +99,16 @@ class ExecutorConfig(Config):
     gpus_per_worker: float = Field(
         0.0, ge=0, description="Ray: GPUs each worker reserves (1 for a local model per GPU; 0 for an HTTP backend)."
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(EXECUTORS, value)
+
+
+def _registered(registry: Registry, name: str) -> str:
+    """The registry's "unknown … did you mean" as a validation error (pydantic adds the field path)."""
+    try:
+        return registry.check(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
