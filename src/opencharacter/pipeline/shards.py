@@ -13,7 +13,6 @@ pairings, and the characters (`synthesize` pairs each instruction with character
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ from opencharacter.pipeline.session import RunSession
 from opencharacter.records import Persona
 from opencharacter.stages import pairing
 from opencharacter.stages import profiles as profile_stage
-from opencharacter.store import RunStore
-from opencharacter.store.run_store import STORE_FILE
+from opencharacter.store import RunStore, transfer
+from opencharacter.store.layout import STORE, is_run
 
 SEEDED_STAGES = (profile_stage.STAGE, pairing.STAGE)
 """Records a shard needs from the run: every character (for pairing) and the pairings drawn so far."""
@@ -66,25 +65,10 @@ class ShardFilter:
 def seed_shard(run_dir: Path, spec: ShardSpec) -> None:
     """Copy into the shard store what the run store already holds and the shard must agree with."""
     open_shard(run_dir, spec).close()
-    source = run_dir / STORE_FILE
-    if not source.exists():
+    if not is_run(run_dir):
         return
     RunStore(run_dir).close()  # migrated to this version's schema, like the shard
-    db = sqlite3.connect(shard_dir(run_dir, spec) / STORE_FILE, isolation_level=None)
-    try:
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("ATTACH DATABASE ? AS run", (str(source),))
-        db.execute("BEGIN IMMEDIATE")
-        marks = ",".join("?" * len(SEEDED_STAGES))
-        db.execute(
-            f"INSERT OR IGNORE INTO main.records SELECT * FROM run.records WHERE stage IN ({marks})", SEEDED_STAGES
-        )
-        keys = ",".join("?" * len(RUN_DECISIONS))
-        db.execute(f"INSERT OR IGNORE INTO main.meta SELECT * FROM run.meta WHERE key IN ({keys})", RUN_DECISIONS)
-        db.execute("COMMIT")
-        db.execute("DETACH DATABASE run")
-    finally:
-        db.close()
+    transfer.seed(shard_dir(run_dir, spec) / STORE, run_dir / STORE, SEEDED_STAGES, RUN_DECISIONS)
 
 
 def _shard_session(run_dir: Path, spec: ShardSpec, backend: BackendConfig, command: str, show: bool) -> RunSession:
@@ -138,7 +122,7 @@ def run_synthesis_shard(
     """`synthesize --shard i/N`: this shard's dialogues, paired with the run's merged characters."""
     _check_executor(executor)
     run_dir = Path(run_dir)
-    if not (run_dir / STORE_FILE).exists():
+    if not is_run(run_dir):
         raise ConfigError(
             f"{run_dir} has no merged characters yet: run `opencharacter merge --run {run_dir}` "
             "after the profiles shards, then synthesize"

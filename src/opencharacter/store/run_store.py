@@ -24,7 +24,7 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +39,7 @@ STORE_FILE = "store.sqlite"
 COMMIT_ROWS = 500
 COMMIT_SECONDS = 0.05
 PAGE_ROWS = 1000
+_IN_LIMIT = 500  # ids per `IN (…)` query: far below SQLite's 32766 host parameters
 # Larger pages for new stores: a dialogue (~4 KB) overflows a 4 KB page into a half-empty second
 # one; 16 KB pages hold three or four. Existing stores keep the page size they were made with.
 NEW_STORE_PAGE_SIZE = 16384
@@ -169,6 +170,32 @@ class RunStore:
     def has_record(self, stage: str, record_id: str) -> bool:
         found = self._db.execute("SELECT 1 FROM records WHERE stage = ? AND id = ?", (stage, record_id))
         return found.fetchone() is not None
+
+    def records_among(self, stage: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` have a record of `stage`: one query for a chunk of ids (resume's hot path)."""
+        found: set[str] = set()
+        for start in range(0, len(ids), _IN_LIMIT):
+            chunk = ids[start : start + _IN_LIMIT]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT id FROM records WHERE stage = ? AND id IN ({marks})", (stage, *chunk))
+            found.update(row[0] for row in rows)
+        return found
+
+    def failures_among(self, stage: str, ids: Sequence[str]) -> dict[str, Failure]:
+        """The recorded failures of `stage` among `ids`, by id."""
+        found: dict[str, Failure] = {}
+        for start in range(0, len(ids), _IN_LIMIT):
+            chunk = ids[start : start + _IN_LIMIT]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, data FROM failures WHERE stage = ? AND id IN ({marks})", (stage, *chunk)
+            )
+            found.update((item_id, Failure.model_validate_json(data)) for item_id, data in rows)
+        return found
+
+    def record_ids(self, stage: str) -> list[str]:
+        """Every record id of `stage`, sorted (the pairing's character pool: 20k ids, not 20k records)."""
+        return [row[0] for row in self._db.execute("SELECT id FROM records WHERE stage = ? ORDER BY id", (stage,))]
 
     def get_record(self, stage: str, record_id: str, model: type[Model]) -> Model | None:
         row = self._db.execute("SELECT data FROM records WHERE stage = ? AND id = ?", (stage, record_id)).fetchone()
