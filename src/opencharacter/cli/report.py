@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from opencharacter.export.run_files import CHARACTERS, DIALOGUES, FAILURES
 from opencharacter.pipeline.session import Reporter
 from opencharacter.sources import LoadReport
+from opencharacter.store.layout import CARD, CHARACTERS, DIALOGUES, FAILURES, STORE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -62,12 +62,12 @@ def print_summary(session: RunSession) -> None:
     cost = session.command_cost()
     if cost is not None:
         model = escape(session.backend.model_id)
-        console.print(f"cost of this command: US$ {cost:.4f} ({model}; the whole run's is in its README.md)")
+        console.print(f"cost of this command: US$ {cost:.4f} ({model}; the whole run's is in its {CARD})")
     endpoints = session.backend.endpoint_stats()
     if len(endpoints) > 1 or any(e.failures or e.rate_limited or e.hedges for e in endpoints):
         for endpoint in endpoints:
             console.print(f"  {escape(endpoint.line())}")
-    files = f"{CHARACTERS}, {DIALOGUES}, {FAILURES}, README.md, store.sqlite"
+    files = f"{CHARACTERS}, {DIALOGUES}, {FAILURES}, {CARD}, {STORE}"
     console.print(f"run directory: {escape(str(session.run_dir))}  ({files})")
     reasons = session.failure_reasons()
     if reasons:

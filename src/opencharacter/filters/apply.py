@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencharacter.config import FiltersConfig
-from opencharacter.export.run_files import CHARACTERS, DIALOGUES, PREFERENCE_PAIRS
 from opencharacter.fileio import atomic_open, write_jsonl
 from opencharacter.filters import junk, rules
 from opencharacter.filters.near_duplicates import near_duplicate_profiles
@@ -21,6 +20,7 @@ from opencharacter.records import Character, Dialogue, PreferencePair
 from opencharacter.selection import PREFERENCES, dialogue_stage, run_candidates
 from opencharacter.stages.dialogues import candidate_id
 from opencharacter.store import RunStore
+from opencharacter.store.layout import CHARACTERS, DIALOGUES, FILTER_REPORT, FILTERED, PREFERENCE_PAIRS
 
 NEAR_DUPLICATE = "near-duplicate profile (characters)"
 OF_NEAR_DUPLICATE = "character removed as a near-duplicate profile"
@@ -93,7 +93,7 @@ def categories(config: FiltersConfig) -> tuple[list[str], list[str]]:
 
 def apply_filters(run: str | Path, config: FiltersConfig, out: str | Path | None = None) -> tuple[Path, FilterReport]:
     run = Path(run)
-    target = Path(out) if out is not None else run / "filtered"
+    target = Path(out) if out is not None else run / FILTERED
     store = RunStore(run)
     try:
         characters = list(store.records("profiles", Character))
@@ -138,7 +138,7 @@ def apply_filters(run: str | Path, config: FiltersConfig, out: str | Path | None
         kept_pairs = [p for p in preferences if p.pair_id in survivors]
         report.preferences_in, report.preferences_out = len(preferences), len(kept_pairs)
         write_jsonl(target / PREFERENCE_PAIRS, (p.model_dump_json() for p in kept_pairs))
-    with atomic_open(target / "filter_report.json") as stream:
+    with atomic_open(target / FILTER_REPORT) as stream:
         stream.write(json.dumps({"config": config.model_dump(), **report.as_dict()}, indent=2))
     return target, report
 

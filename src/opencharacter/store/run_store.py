@@ -32,10 +32,11 @@ from pydantic import BaseModel
 
 from opencharacter.errors import ConfigError
 from opencharacter.records import Completion, Failure
+from opencharacter.store.layout import STORE
 from opencharacter.store.migrations import migrate
 
 Model = TypeVar("Model", bound=BaseModel)
-STORE_FILE = "store.sqlite"
+STORE_FILE = STORE
 COMMIT_ROWS = 500
 COMMIT_SECONDS = 0.05
 PAGE_ROWS = 1000
