@@ -268,6 +268,16 @@ class RunStore:
         self.set_meta(cache_key, {"generation": generation, "counts": counts})
         return counts
 
+    def distinct_values(self, stage: str, field: str, where: dict[str, str] | None = None) -> set[str]:
+        """The distinct values of a top-level JSON field over `stage`'s records whose `where` fields equal
+        the given values, found by SQLite (no record is parsed in Python)."""
+        conditions, args = "", [f"$.{field}", stage]
+        for key, value in (where or {}).items():
+            conditions += " AND json_extract(data, ?) = ?"
+            args += [f"$.{key}", value]
+        rows = self._db.execute(f"SELECT DISTINCT json_extract(data, ?) FROM records WHERE stage = ?{conditions}", args)
+        return {row[0] for row in rows if row[0] is not None}
+
     def generation(self) -> int:
         """Bumped by every insert, replace or delete of a record or failure (triggers, schema v2)."""
         return self._db.execute("SELECT value FROM generation").fetchone()[0]
