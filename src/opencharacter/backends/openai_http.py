@@ -194,7 +194,7 @@ class OpenAIBackend(Backend):
         urls = config.base_url or os.environ.get("OPENAI_BASE_URL") or OPENAI_URL
         self.base_urls = [u.rstrip("/") for u in (urls.split(",") if isinstance(urls, str) else urls)]
         self.base_url = self.base_urls[0]
-        key = os.environ.get(config.api_key_env)
+        key = config.api_key()
         if not key and OPENAI_URL in self.base_urls:
             raise ConfigError(
                 f"no API key: set the environment variable {config.api_key_env}, or point --base-url at your own server"

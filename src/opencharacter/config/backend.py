@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -26,6 +28,11 @@ class BackendConfig(Config):
     )
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+    )
+    api_key_file: str | None = Field(
+        None,
+        description="File holding the API key, read where the backend runs (each Ray worker reads its own "
+        "copy; the key never travels with the job); used when the `api_key_env` variable is not set.",
     )
     concurrency: int = Field(64, ge=1, le=4096, description="Requests in flight at once.")
     timeout: float = Field(300.0, gt=0, description="Per-request timeout in seconds (openai backend).")
@@ -59,6 +66,18 @@ class BackendConfig(Config):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Extra backend-specific keyword arguments (e.g. vLLM engine args)."
     )
+
+    def api_key(self) -> str | None:
+        """The key: the `api_key_env` variable of this process, else the first line of `api_key_file`."""
+        key = os.environ.get(self.api_key_env)
+        if key or self.api_key_file is None:
+            return key
+        path = Path(self.api_key_file).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").strip().splitlines()[0].strip() or None
+        except (OSError, UnicodeDecodeError, IndexError) as exc:
+            problem = getattr(exc, "strerror", None) or "empty or not text"
+            raise ConfigError(f"api_key_file {path}: cannot read the API key ({problem})") from None
 
     @field_validator("base_url", mode="before")
     @classmethod

@@ -175,9 +175,10 @@ class RayExecutor:
             "max_restarts": RESTARTS,
             "max_task_retries": RESTARTS,
         }
-        key = os.environ.get(backend_config.api_key_env)
-        if key is not None:  # workers on other nodes do not inherit this process's environment
-            self._actor_options["runtime_env"] = {"env_vars": {backend_config.api_key_env: key}}
+        # The API key is never put in the actors' runtime_env: Ray keeps that in the cluster's control
+        # store, readable by anyone who can list actors or open the dashboard. Each worker reads the key
+        # where it runs (BackendConfig.api_key: its environment, else `api_key_file`); a local Ray
+        # started for this command inherits this process's environment.
         self._actors: list[Any] = [None] * self.shards
 
     def _init_ray(self, config: ExecutorConfig) -> None:
