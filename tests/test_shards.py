@@ -14,11 +14,11 @@ from opencharacter.executors.shards import (
     ShardSpec,
     claim_settings,
     mark_finished,
-    merge_shards,
     open_shard,
     shard_dir,
     shard_of,
 )
+from opencharacter.pipeline.shards import merge_shards
 from opencharacter.records import Character, Failure, Profile
 from opencharacter.sources import load_personas
 from opencharacter.sources.bundled import sample_path

@@ -276,7 +276,7 @@ class RayExecutor:
                 for ref, _ in lane.pending:
                     ray.cancel(ref)
             settle(self.store)  # this command's own writes (pairings) must not hold the lock merge needs
-            merge_shards(self.run_dir, write_files=False)
+            merge_shards(self.run_dir)
             if progress:
                 progress.finish()
         return result

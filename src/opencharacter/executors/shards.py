@@ -2,8 +2,8 @@
 
 A run's items are split by a stable hash of their id (`shard_of`). Shard `i` of `n` writes an
 ordinary run store at `RUN/shards/<i>-of-<n>/store.sqlite`, so a killed shard resumes exactly as a
-killed local run does. `merge_shards` copies every shard store into `RUN/store.sqlite` and writes the
-run files from it, the same files a local run writes. Merging is idempotent (a record, call or
+killed local run does. `merge_shards` copies every shard store into `RUN/store.sqlite`, from which
+the run files are written as a local run writes them. Merging is idempotent (a record, call or
 session already in the run store is not copied twice), so it can run after every shard, after all
 of them, or again and again while shards are still working.
 
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from opencharacter.errors import ConfigError, OpenCharacterError
-from opencharacter.export.run_files import write_run_files
 from opencharacter.store import RunStore, transfer
 from opencharacter.store.identity import (
     DECISIONS,
@@ -168,12 +167,12 @@ def find_shards(run_dir: str | Path) -> list[tuple[ShardSpec, Path]]:
     return sorted(found, key=lambda entry: (entry[0].count, entry[0].index))
 
 
-def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool = False) -> MergeReport:
-    """Merge every shard store under `run_dir` into its run store, then write the run files.
+def merge_shards(run_dir: str | Path, *, strict: bool = False) -> MergeReport:
+    """Merge every shard store under `run_dir` into its run store (the run files are the caller's:
+    `opencharacter.pipeline.shards.merge_shards` writes them, the Ray executor's session does).
 
     Checks every shard before copying anything, so a refused shard leaves the run store untouched.
-    With `strict`, raises `ShardsIncomplete` (after writing the files) when a shard of some `N` is
-    missing or unfinished.
+    With `strict`, raises `ShardsIncomplete` when a shard of some `N` is missing or unfinished.
     """
     run_dir = Path(run_dir)
     shards = find_shards(run_dir)
@@ -211,8 +210,6 @@ def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool 
         if pairing is not None:
             run_store.set_meta(PAIRING, pairing)
         report.missing = _missing(shards)
-        if write_files:
-            report.files = write_run_files(run_store)
     finally:
         run_store.close()
     if strict and (report.missing or report.unfinished):

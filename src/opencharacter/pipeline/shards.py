@@ -23,7 +23,17 @@ from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig, 
 from opencharacter.engine import EngineStats
 from opencharacter.errors import ConfigError
 from opencharacter.executors import Executor, Stage, StageResult, WorkItem
-from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finished, open_shard, shard_dir
+from opencharacter.executors.shards import (
+    RUN_DECISIONS,
+    MergeReport,
+    ShardsIncomplete,
+    ShardSpec,
+    mark_finished,
+    open_shard,
+    shard_dir,
+)
+from opencharacter.executors.shards import merge_shards as merge_stores
+from opencharacter.export.run_files import write_run_files
 from opencharacter.pipeline.commands import LoadedSource, profiles_on, synthesis_on
 from opencharacter.pipeline.session import RunSession
 from opencharacter.records import Persona
@@ -69,6 +79,23 @@ def seed_shard(run_dir: Path, spec: ShardSpec) -> None:
         return
     RunStore(run_dir).close()  # migrated to this version's schema, like the shard
     transfer.seed(shard_dir(run_dir, spec) / STORE, run_dir / STORE, SEEDED_STAGES, RUN_DECISIONS)
+
+
+def merge_shards(run_dir: str | Path, *, strict: bool = False) -> MergeReport:
+    """`opencharacter merge`: every shard store under `run_dir` into its run store, then the run files.
+
+    With `strict`, raises `ShardsIncomplete` (after writing the files) when a shard is missing or
+    unfinished, so the partial result is usable and a later merge completes it.
+    """
+    report = merge_stores(run_dir)
+    store = RunStore(run_dir)
+    try:
+        report.files = write_run_files(store)
+    finally:
+        store.close()
+    if strict and (report.missing or report.unfinished):
+        raise ShardsIncomplete(report.missing, report.unfinished)
+    return report
 
 
 def _shard_session(run_dir: Path, spec: ShardSpec, backend: BackendConfig, command: str, show: bool) -> RunSession:
