@@ -2,7 +2,8 @@
 
 Tokens per prompt and model are in the store already (every call records its usage); a price list
 (`prices:` in the pipeline YAML, US$ per million tokens) turns them into dollars. The same table
-serves the end-of-command summary, the dataset card, and the `--dry-run` estimate.
+serves the end-of-command summary, the dataset card (`export/cost.py` renders its section) and the
+`--dry-run` estimate.
 
 A model without a price is reported with its tokens and no cost, never as free: the total then
 says which models it leaves out.
@@ -100,29 +101,6 @@ class Pricing:
 
 def recorded_prices(store: RunStore) -> dict[str, ModelPrice]:
     return {model: ModelPrice(**price) for model, price in (store.get_meta(PRICES_META) or {}).items()}
-
-
-def card_lines(store: RunStore) -> list[str]:
-    """The dataset card's cost section (Markdown), or nothing when the run has no price list."""
-    table = run_cost(store)
-    if not table.priced:
-        return []
-    lines = [
-        "## Cost",
-        "",
-        "| prompt · model | calls | prompt tokens | completion tokens | US$ |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r.prompt_id} · {r.model} | {r.calls} | {r.prompt_tokens} | {r.completion_tokens} | "
-            f"{'no price' if r.cost is None else f'{r.cost:.4f}'} |"
-            for r in table.rows
-        ),
-        f"| **total** | | | | {table.total:.4f} |",
-        "",
-    ]
-    if table.unpriced:
-        lines += [f"Not priced (no entry in `prices`): {', '.join(table.unpriced)}.", ""]
-    return lines
 
 
 # -- estimates before a run ------------------------------------------------------------------------
