@@ -13,6 +13,8 @@ profiles, and a rerun that skips every item reads none.
 
 from __future__ import annotations
 
+import itertools
+import json
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
@@ -27,8 +29,10 @@ from opencharacter.stages.profiles import ProfileStage, profile_items
 from opencharacter.store import RunStore
 from opencharacter.store.identity import RunIdentity
 
-CHARACTER_CACHE = 1024
+CHARACTER_CACHE = 256
 """Characters kept in memory while dialogues are made (an LRU): a few pages' worth, not the run."""
+PAIRING_CHUNK = 128
+"""Instructions whose recorded pairings are read in one query."""
 
 
 class StoredCharacters:
@@ -89,15 +93,31 @@ class RecordedPairing:
         pairing.check_pool(len(self.pool), per_instruction)
 
     def ids_for(self, instruction: Instruction) -> list[str]:
-        qid = instruction.question_id
-        recorded = self.store.get_record(pairing.STAGE, qid, pairing.InstructionPairing) if self.store else None
-        kept = recorded.character_ids if recorded is not None else []
-        ids = pairing.draw(qid, self.pool, self.per_instruction, self.seed, kept)
-        if self.record and self.store is not None and len(ids) > len(kept):
-            self.store.put_record(
-                pairing.STAGE, qid, qid, pairing.InstructionPairing(question_id=qid, character_ids=ids)
-            )
-        return ids
+        return self.ids_for_all([instruction])[0]
+
+    def ids_for_all(self, instructions: Sequence[Instruction]) -> list[list[str]]:
+        """Each instruction's character ids; the recorded pairings of the lot are read in one query."""
+        qids = [instruction.question_id for instruction in instructions]
+        recorded = self.store.record_data_among(pairing.STAGE, qids) if self.store is not None else {}
+        drawn = []
+        for qid in qids:
+            kept = json.loads(recorded[qid])["character_ids"] if qid in recorded else []
+            ids = pairing.draw(qid, self.pool, self.per_instruction, self.seed, kept)
+            if self.record and self.store is not None and len(ids) > len(kept):
+                record = pairing.InstructionPairing(question_id=qid, character_ids=ids)
+                self.store.put_record(pairing.STAGE, qid, qid, record)
+            drawn.append(ids)
+        return drawn
+
+    def paired(
+        self, instructions: Iterable[Instruction], strategy: Strategy
+    ) -> Iterator[tuple[int, Instruction, list[str]]]:
+        """(source index, instruction, character ids) for the instructions `strategy` applies to, a
+        chunk of instructions at a time."""
+        numbered = ((index, i) for index, i in enumerate(instructions) if applies(i, strategy))
+        while chunk := list(itertools.islice(numbered, PAIRING_CHUNK)):
+            for (index, instruction), ids in zip(chunk, self.ids_for_all([i for _, i in chunk]), strict=True):
+                yield index, instruction, ids
 
     def characters_for(self, instruction: Instruction) -> list[Character]:
         return [self.lookup(character_id) for character_id in self.ids_for(instruction)]
@@ -168,12 +188,9 @@ class SynthesisWork:
         pairs = self.pairs
         if pairs is None:
             raise RuntimeError("SynthesisWork.pair(store) first: the items need the run's characters")
-        paired = (
-            (index, instruction, pairs.ids_for(instruction))
-            for index, instruction in enumerate(instructions)
-            if applies(instruction, strategy)
+        return dialogue_items(
+            pairs.paired(instructions, strategy), strategy, self.config.candidates, lookup=pairs.lookup
         )
-        return dialogue_items(paired, strategy, self.config.candidates, lookup=pairs.lookup)
 
     def counts(self, instructions: Iterable[Instruction], strategy: Strategy) -> tuple[int, int]:
         """(instructions, of them those `strategy` applies to), from a scanned file's counts when it has them."""

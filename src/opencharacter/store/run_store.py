@@ -194,6 +194,18 @@ class RunStore:
             found.update((item_id, Failure.model_validate_json(data)) for item_id, data in rows)
         return found
 
+    def record_data_among(self, stage: str, ids: Sequence[str]) -> dict[str, str]:
+        """id → the stored JSON of `stage`'s records among `ids` (one query for a chunk of ids)."""
+        found: dict[str, str] = {}
+        for start in range(0, len(ids), _IN_LIMIT):
+            chunk = ids[start : start + _IN_LIMIT]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, data FROM records WHERE stage = ? AND id IN ({marks})", (stage, *chunk)
+            )
+            found.update(rows)
+        return found
+
     def record_ids(self, stage: str) -> list[str]:
         """Every record id of `stage`, sorted (the pairing's character pool: 20k ids, not 20k records)."""
         return [row[0] for row in self._db.execute("SELECT id FROM records WHERE stage = ? ORDER BY id", (stage,))]
