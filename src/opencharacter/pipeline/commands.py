@@ -21,9 +21,14 @@ from opencharacter.config import (
     SynthesisConfig,
 )
 from opencharacter.executors import StageResult
-from opencharacter.pipeline.plan import dry_run_pipeline, dry_run_profiles, dry_run_synthesis
+
+# Names this module has always offered, whose homes are now plan.py, work.py and sources/files.py:
+from opencharacter.pipeline.plan import dry_run_pipeline as dry_run_pipeline
+from opencharacter.pipeline.plan import dry_run_profiles as dry_run_profiles
+from opencharacter.pipeline.plan import dry_run_synthesis as dry_run_synthesis
 from opencharacter.pipeline.session import Reporter, RunSession, execute
-from opencharacter.pipeline.work import ProfilesWork, RecordedPairing, SynthesisWork
+from opencharacter.pipeline.work import ProfilesWork, SynthesisWork
+from opencharacter.pipeline.work import RecordedPairing as RecordedPairing
 from opencharacter.records import Character, Dialogue, Instruction, Persona, Strategy
 from opencharacter.sources import PersonaFile
 from opencharacter.sources.files import LoadedSource, load_instruction_sources
@@ -32,26 +37,6 @@ from opencharacter.stages.profiles import ProfileStage
 from opencharacter.store import RunStore
 from opencharacter.store.layout import CARDS, EXPORTS, existing_run
 from opencharacter.store.lock import RunLock
-
-__all__ = [
-    "LoadedSource",
-    "RecordedPairing",
-    "check_synthesis",
-    "dry_run_pipeline",
-    "dry_run_profiles",
-    "dry_run_synthesis",
-    "export_run",
-    "load_instruction_sources",
-    "make_profiles",
-    "profile_stage",
-    "profiles_on",
-    "run_pipeline",
-    "run_profiles",
-    "run_synthesis",
-    "select",
-    "synthesis_on",
-    "synthesize",
-]
 
 
 # -- stages on a session ---------------------------------------------------------------------------

@@ -22,7 +22,19 @@ if TYPE_CHECKING:
     from opencharacter.config import InstructionSource
 
 
-class InstructionFile:
+class _ScannedFile:
+    """A source read once to count it; `iter()` reads it again, `len()` is what the first read kept."""
+
+    count = 0
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r}, {self.count} records)"  # type: ignore[attr-defined]
+
+
+class InstructionFile(_ScannedFile):
     """An instruction file, checked and counted; `iter()` reads it again, `len()` is its kept count."""
 
     def __init__(
@@ -43,18 +55,12 @@ class InstructionFile:
             self.count += 1
             self.fully_answered += instruction.fully_answered
 
-    def __len__(self) -> int:
-        return self.count
-
     def __iter__(self) -> Iterator[Instruction]:
         instructions, _ = iter_instructions(self.path, **self._options)  # type: ignore[arg-type]
         return instructions
 
-    def __repr__(self) -> str:
-        return f"InstructionFile({str(self.path)!r}, {self.count} instructions)"
 
-
-class PersonaFile:
+class PersonaFile(_ScannedFile):
     """A persona source (file, saved dataset, cards), checked and counted; `iter()` reads it again."""
 
     def __init__(
@@ -71,15 +77,9 @@ class PersonaFile:
         personas, self.report = iter_personas(path, **self._options)  # type: ignore[arg-type]
         self.count = sum(1 for _ in personas)
 
-    def __len__(self) -> int:
-        return self.count
-
     def __iter__(self) -> Iterator[Persona]:
         personas, _ = iter_personas(self.path, **self._options)  # type: ignore[arg-type]
         return personas
-
-    def __repr__(self) -> str:
-        return f"PersonaFile({str(self.path)!r}, {self.count} personas)"
 
 
 LoadedSource = tuple["InstructionSource", Sequence[Instruction], LoadReport]

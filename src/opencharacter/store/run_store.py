@@ -172,39 +172,27 @@ class RunStore:
         found = self._db.execute("SELECT 1 FROM records WHERE stage = ? AND id = ?", (stage, record_id))
         return found.fetchone() is not None
 
-    def records_among(self, stage: str, ids: Sequence[str]) -> set[str]:
-        """Which of `ids` have a record of `stage`: one query for a chunk of ids (resume's hot path)."""
-        found: set[str] = set()
+    def _rows_among(self, table: str, columns: str, stage: str, ids: Sequence[str]) -> Iterator[tuple]:
+        """`SELECT columns FROM table` for `stage`'s rows among `ids`: one query per 500 ids."""
         for start in range(0, len(ids), _IN_LIMIT):
             chunk = ids[start : start + _IN_LIMIT]
             marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT id FROM records WHERE stage = ? AND id IN ({marks})", (stage, *chunk))
-            found.update(row[0] for row in rows)
-        return found
+            yield from self._db.execute(
+                f"SELECT {columns} FROM {table} WHERE stage = ? AND id IN ({marks})", (stage, *chunk)
+            ).fetchall()
+
+    def records_among(self, stage: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` have a record of `stage`: one query for a chunk of ids (resume's hot path)."""
+        return {row[0] for row in self._rows_among("records", "id", stage, ids)}
 
     def failures_among(self, stage: str, ids: Sequence[str]) -> dict[str, Failure]:
         """The recorded failures of `stage` among `ids`, by id."""
-        found: dict[str, Failure] = {}
-        for start in range(0, len(ids), _IN_LIMIT):
-            chunk = ids[start : start + _IN_LIMIT]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT id, data FROM failures WHERE stage = ? AND id IN ({marks})", (stage, *chunk)
-            )
-            found.update((item_id, Failure.model_validate_json(data)) for item_id, data in rows)
-        return found
+        rows = self._rows_among("failures", "id, data", stage, ids)
+        return {item_id: Failure.model_validate_json(data) for item_id, data in rows}
 
     def record_data_among(self, stage: str, ids: Sequence[str]) -> dict[str, str]:
         """id → the stored JSON of `stage`'s records among `ids` (one query for a chunk of ids)."""
-        found: dict[str, str] = {}
-        for start in range(0, len(ids), _IN_LIMIT):
-            chunk = ids[start : start + _IN_LIMIT]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT id, data FROM records WHERE stage = ? AND id IN ({marks})", (stage, *chunk)
-            )
-            found.update(rows)
-        return found
+        return dict(self._rows_among("records", "id, data", stage, ids))
 
     def record_ids(self, stage: str) -> list[str]:
         """Every record id of `stage`, sorted (the pairing's character pool: 20k ids, not 20k records)."""
