@@ -142,6 +142,23 @@ class _Reader:
         observed = self.store.usage_rows() if self.store is not None else []
         return StagePlan(label, model=self.model, observed=observed)
 
+    def profiles(self, personas: Iterable[Persona], config: ProfilesConfig, retry_failed: bool) -> StagePlan:
+        work = ProfilesWork(config, self.model)
+        work.check(self.identity, record=False)
+        items = work.items(personas)
+        return asyncio.run(plan_stage(self.store, work.stage, items, "profiles", retry_failed, self.plan("profiles")))
+
+    def synthesis(
+        self, loaded: list[LoadedSource], config: SynthesisConfig, retry_failed: bool, planned: dict | None = None
+    ) -> list[StagePlan]:
+        plans: list[StagePlan] = []
+        for source, instructions, _ in loaded:
+            plans += plan_synthesis(
+                self.store, instructions, source.strategies, config, self.model, None, retry_failed,
+                identity=self.identity, planned=planned, plan=self.plan,
+            )  # fmt: skip
+        return plans
+
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
@@ -165,8 +182,8 @@ async def plan_stage(
     label: str,
     retry_failed: bool,
     plan: StagePlan | None = None,
-) -> tuple[StagePlan, list[BaseModel]]:
-    """The plan, and the records the stage would make (filler where the model would answer)."""
+) -> StagePlan:
+    """The stage run on the items the executor would run, with a recording `generate`."""
     plan = plan or StagePlan(label)
     generate = PlanningGenerate(plan)
     result = StageResult(label, total=0)
@@ -177,15 +194,7 @@ async def plan_stage(
         except ParseError:  # filler the stage rejects: the call is still counted
             continue
     plan.items, plan.done, plan.failed_before = result.total, result.done_before, result.skipped_failed
-    return plan, []
-
-
-def plan_profiles(
-    store: RunStore | None, personas: Iterable[Persona], config: ProfilesConfig, model: str, retry_failed: bool
-) -> tuple[StagePlan, list[Character]]:
-    work = ProfilesWork(config, model)
-    plan, _ = asyncio.run(plan_stage(store, work.stage, work.items(personas), "profiles", retry_failed))
-    return plan, []
+    return plan
 
 
 def planned_character(persona: Persona, model: str) -> Character:
@@ -238,11 +247,7 @@ def dry_run_profiles(
 ) -> list[StagePlan]:  # fmt: skip
     """What `run_profiles` would still do; calls no model and writes nothing."""
     with _reading(Path(run_dir), backend) as run:
-        work = ProfilesWork(config, run.model)
-        work.check(run.identity, record=False)
-        plan = run.plan("profiles")
-        asyncio.run(plan_stage(run.store, work.stage, work.items(personas), "profiles", retry_failed, plan))
-        return [plan]
+        return [run.profiles(personas, config, retry_failed)]
 
 
 def dry_run_synthesis(
@@ -251,13 +256,7 @@ def dry_run_synthesis(
 ) -> list[StagePlan]:  # fmt: skip
     """What `run_synthesis` would still do with the run's characters; calls no model, writes nothing."""
     with _reading(Path(run_dir), backend, existing=True) as run:
-        plans: list[StagePlan] = []
-        for source, instructions, _ in loaded:
-            plans += plan_synthesis(
-                run.store, instructions, source.strategies, config, run.model, None, retry_failed,
-                identity=run.identity, plan=run.plan,
-            )  # fmt: skip
-        return plans
+        return run.synthesis(loaded, config, retry_failed)
 
 
 def dry_run_pipeline(pipeline: PipelineConfig, retry_failed: bool = False) -> list[StagePlan]:
@@ -268,19 +267,10 @@ def dry_run_pipeline(pipeline: PipelineConfig, retry_failed: bool = False) -> li
     )
     loaded = load_instruction_sources(pipeline.instructions, pipeline.skip_invalid)
     with _reading(Path(pipeline.run), pipeline.backend) as run:
-        work = ProfilesWork(pipeline.profiles, run.model)
-        work.check(run.identity, record=False)
-        plan = run.plan("profiles")
-        asyncio.run(plan_stage(run.store, work.stage, work.items(personas), "profiles", retry_failed, plan))
+        plans = [run.profiles(personas, pipeline.profiles, retry_failed)]
         # Every profile still to make counts as made: a stand-in with the right id, made when paired.
         planned = {
             persona.character_id: (lambda persona=persona: planned_character(persona, run.model))
             for persona in personas
         }
-        plans = [plan]
-        for source, instructions, _ in loaded:
-            plans += plan_synthesis(
-                run.store, instructions, source.strategies, pipeline.synthesis, run.model, None, retry_failed,
-                identity=run.identity, planned=planned, plan=run.plan,
-            )  # fmt: skip
-        return plans
+        return plans + run.synthesis(loaded, pipeline.synthesis, retry_failed, planned)
