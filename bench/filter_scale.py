@@ -12,6 +12,12 @@ copies, how many were dropped.
 
     python bench/filter_scale.py                         # 5k and 20k profiles, 2% planted
     python bench/filter_scale.py --sizes 2000 --keep     # keep the run directory to look at it
+    python bench/filter_scale.py --templated 4900        # a weak teacher: profiles from 20 templates
+
+`--templated N` is the duplicate-heavy case: N profiles that are a few templates with a changed
+name, age and place (what a weak or templated teacher returns: most profiles share most of their
+words), three dialogues each. The first LSH version was killed by the OOM killer at 24 GB on
+4,900 such profiles; the bound is < 1.5 GB peak RSS.
 
 The machine load (`os.getloadavg`) is printed beside each number: under load, CPU seconds are the
 figure to compare, not wall time.
@@ -38,7 +44,14 @@ def phrases(text: str, separator: str) -> list[str]:
     return text.split(separator)
 
 
-PERSONAS = Path(__file__).resolve().parents[1] / "../shared/data/personahub_sample.jsonl"
+# Persona Hub samples beside the checkout (or named by OPENCHARACTER_BENCH_PERSONAS: a worktree has
+# another parent), else the package's bundled samples.
+PERSONAS = Path(
+    os.environ.get("OPENCHARACTER_BENCH_PERSONAS")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "personahub_sample.jsonl"
+)
+if not PERSONAS.exists():
+    PERSONAS = Path(__file__).resolve().parents[1] / "src" / "opencharacter" / "sources" / "samples" / "personas.jsonl"
 
 FIRST = phrases(
     "Ines Amara Bruno Chen Dmitri Elena Farid Grace Hiroshi Isabel Jamal Katarzyna Liam Maya Nikolai Olga Pedro "
@@ -204,6 +217,31 @@ def build_run(run: Path, size: int, planted_fraction: float, seed: int = 0) -> s
     return copies
 
 
+def build_templated_run(run: Path, size: int, templates: int = 20, seed: int = 0) -> None:
+    """`size` profiles from `templates` templates (name, age, birthplace varied), three dialogues each."""
+    rng = random.Random(seed)
+    personas = load_personas()
+    bases = [make_profile(rng, persona) for persona in rng.sample(personas, templates)]
+    store = RunStore(run)
+    try:
+        for index in range(size):
+            base = bases[index % templates]
+            profile = base.model_copy(
+                update={
+                    "name": f"{rng.choice(FIRST)} {rng.choice(LAST)}",
+                    "age": rng.randint(16, 88),
+                    "birth_place": rng.choice(PLACES),
+                }
+            )
+            record = character(index, personas[index % len(personas)], profile)
+            store.put_record("profiles", record.character_id, f"{index:09d}", record)
+            for turn in range(3):
+                number = index * 3 + turn
+                store.put_record("dialogues", f"d{number:06d}", f"{number:09d}", dialogue(number, record.character_id))
+    finally:
+        store.close()
+
+
 def time_filter(run: Path) -> dict[str, float]:
     """Runs the CLI as a child process; CPU and peak RSS come from the child's rusage."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -232,7 +270,19 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
     parser.add_argument("--planted", type=float, default=0.02, help="fraction of profiles that are near-copies")
     parser.add_argument("--keep", action="store_true", help="keep the run directories")
+    parser.add_argument("--templated", type=int, help="instead: this many profiles from 20 templates")
     args = parser.parse_args()
+    if args.templated:
+        with tempfile.TemporaryDirectory(prefix="filter-templated-") as tmp:
+            run = Path(tmp) / "run"
+            build_templated_run(run, args.templated)
+            load = os.getloadavg()[0]
+            timing = time_filter(run)
+            report = json.loads((run / "filtered" / "filter_report.json").read_text())
+            row = {"templated_profiles": args.templated, "dialogues": args.templated * 3, **timing}
+            row |= {"characters_out": report["characters_out"], "load_1min_before": load, "notes": report["notes"]}
+            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
+        return
     results = []
     with tempfile.TemporaryDirectory(prefix="filter-scale-") as tmp:
         for size in args.sizes:

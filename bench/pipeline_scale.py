@@ -36,7 +36,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-PERSONAS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "personahub_sample.jsonl"
+# Persona Hub samples beside the checkout (or named by OPENCHARACTER_BENCH_PERSONAS: a worktree has
+# another parent), else the package's bundled samples.
+PERSONAS = Path(
+    os.environ.get("OPENCHARACTER_BENCH_PERSONAS")
+    or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "personahub_sample.jsonl"
+)
+if not PERSONAS.exists():
+    PERSONAS = Path(__file__).resolve().parents[1] / "src" / "opencharacter" / "sources" / "samples" / "personas.jsonl"
 PER_INSTRUCTION = 3
 CONCURRENCY = 256
 

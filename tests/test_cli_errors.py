@@ -7,6 +7,7 @@ import pickle
 import pytest
 
 from opencharacter.errors import BackendError, InputError, MissingDependencyError, ParseError
+from opencharacter.sources.bundled import sample_path
 
 
 def test_malformed_persona_file_names_file_and_line(tmp_path, run_cli):
@@ -56,12 +57,23 @@ def test_synthesize_without_profiles_says_what_to_do(tmp_path, run_cli):
         "--backend",
         "fake",
     )
-    assert code == 2 and "run `opencharacter profiles` first" in err
+    assert code == 2 and f"{tmp_path / 'r'} is not a run directory" in err
+    assert f"make one with `opencharacter profiles --out {tmp_path / 'r'}`" in err
+    assert not (tmp_path / "r").exists()  # nothing is created for a command that needs a run
 
 
-def test_export_of_a_non_run_and_unknown_format(tmp_path, run_cli):
-    code, _, err = run_cli("export", "--run", tmp_path, "--format", "messages")
-    assert code == 2 and "not a run directory" in err
+def test_every_command_on_a_non_run_says_the_same(tmp_path, run_cli):
+    """One check, one message: export, filter, merge, batch import and synthesize --dry-run."""
+    expected = f"{tmp_path} is not a run directory (no store.sqlite): make one with `opencharacter profiles"
+    for args in (
+        ("export", "--run", tmp_path, "--format", "messages"),
+        ("filter", "--run", tmp_path),
+        ("batch", "import", "--run", tmp_path, tmp_path / "out.jsonl"),
+        ("synthesize", "--run", tmp_path, "--instructions", sample_path("instructions.jsonl"), "--backend", "fake",
+         "--dry-run"),
+    ):  # fmt: skip
+        code, _, err = run_cli(*args)
+        assert code == 2 and expected in err, (args, err)
 
 
 def test_traceback_flag_shows_the_rest(tmp_path, run_cli):

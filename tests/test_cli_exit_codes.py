@@ -49,7 +49,7 @@ def test_ctrl_c_anywhere_exits_130_and_says_how_to_resume(tmp_path, run_cli, per
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("opencharacter.cli.synth.load_personas", interrupted)
+    monkeypatch.setattr("opencharacter.cli.synth.PersonaFile", interrupted)
     code, _, err = run_cli("profiles", "--personas", persona, "--out", tmp_path / "r", "--backend", "fake")
     assert code == 130 and err.strip() == RESUME
 
@@ -95,7 +95,7 @@ def test_run_contracts_print_one_line_and_their_exit_code(tmp_path, run_cli, per
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("opencharacter.cli.synth.load_personas", fail)
+    monkeypatch.setattr("opencharacter.cli.synth.PersonaFile", fail)
     got, _, err = run_cli("profiles", "--personas", persona, "--out", tmp_path / "r", "--backend", "fake")
     assert got == code and err.startswith(line) and len(err.strip().splitlines()) == 1
 

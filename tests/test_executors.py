@@ -13,6 +13,7 @@ from opencharacter.config import BackendConfig, SynthesisConfig
 from opencharacter.engine import Engine
 from opencharacter.errors import BackendError, FatalBackendError
 from opencharacter.executors import LocalExecutor, WorkItem
+from opencharacter.executors.base import TRIAGE_CHUNK
 from opencharacter.records import Character, ChatMessage, Completion, Instruction, Persona, Sampling
 from opencharacter.stages.dialogues import DialogueStage, Pairing, dialogue_items
 from opencharacter.stages.profiles import ProfileStage, profile_items
@@ -95,7 +96,8 @@ def test_items_are_pulled_lazily_through_a_bounded_queue(tmp_path):
     executor, store = local(tmp_path, FakeBackend(BackendConfig(backend="fake")), concurrency=4)
     result = run(executor.run(Counting(), items(), total=2000))
     assert result.made == 2000 and pulled == 2000
-    assert max(ahead) <= 4 * 2 + 4 + 1  # queue (2 per worker) + one per worker + the one being put
+    # a chunk being triaged + the queue (2 per worker) + one per worker + the one being put
+    assert max(ahead) <= TRIAGE_CHUNK + 4 * 2 + 4 + 1
     store.close()
 
 

@@ -7,7 +7,13 @@ import pytest
 
 from opencharacter.config import FiltersConfig
 from opencharacter.filters import apply_filters, junk, rules
-from opencharacter.filters.near_duplicates import candidate_pairs, jaccard, near_duplicate_profiles, profile_words
+from opencharacter.filters.near_duplicates import (
+    MAX_CANDIDATES,
+    jaccard,
+    near_duplicate_profiles,
+    near_duplicates,
+    profile_words,
+)
 from opencharacter.records import Character, ChatMessage, Dialogue, Instruction, Profile
 from opencharacter.store import RunStore
 
@@ -160,15 +166,95 @@ def test_lsh_finds_what_the_exact_method_finds_and_keeps_the_first(embed):
     assert near_duplicate_profiles(distinct, 0.95, method="lsh", embed=embed) == {}
 
 
-def test_lsh_candidates_have_the_promised_jaccard():
-    texts = [character(f"c{n}", p).character for n, p in enumerate(varied_profiles(60, seed=9))]
-    words = [profile_words(t) for t in texts]
-    expected = {(j, i) for i in range(len(texts)) for j in range(i) if jaccard(words[i], words[j]) >= 0.7}
-    assert expected, "the set should hold some pairs above 0.7 for the test to mean anything"
-    found = set(candidate_pairs(texts, 0.7))
-    assert found <= expected  # LSH proposals below the bar are confirmed away
-    assert {(j, i) for j, i in expected if jaccard(words[i], words[j]) >= 0.8} <= found  # P(miss at 0.8) ≈ 0.002
-    assert "name" not in profile_words(texts[0]) and "personality" not in profile_words(texts[0])
+def _same_vector(texts):
+    """Every profile at cosine 1 with every other: the decision is then the word-set Jaccard alone."""
+    import numpy as np
+
+    return np.ones((len(texts), 4), dtype=np.float32) / 2.0
+
+
+def test_lsh_drops_only_confirmed_word_sharing_pairs_and_misses_none_above_0_8():
+    characters = [character(f"c{n:03d}", p) for n, p in enumerate(varied_profiles(60, seed=9))]
+    words = [profile_words(c.character) for c in characters]
+    dropped = near_duplicate_profiles(characters, 0.95, method="lsh", candidates=0.7, embed=_same_vector)
+    position = {c.character_id: n for n, c in enumerate(characters)}
+    assert dropped, "the set should hold some pairs above 0.7 for the test to mean anything"
+    for gone, kept in dropped.items():  # LSH proposals below the bar are confirmed away
+        assert position[kept] < position[gone] and kept not in dropped
+        assert jaccard(words[position[gone]], words[position[kept]]) >= 0.7
+    for n, c in enumerate(characters):  # P(miss at 0.8) ≈ 0.002 per pair
+        if c.character_id not in dropped:
+            assert not any(
+                jaccard(words[n], words[j]) >= 0.8 for j in range(n) if characters[j].character_id not in dropped
+            )
+    assert "name" not in profile_words(characters[0].character) and "personality" not in words[0]
+
+
+def templated(count: int, templates: int = 4) -> list[Character]:
+    """`count` profiles from a few templates that differ in one or two words: a weak teacher's output."""
+    rng = random.Random(7)
+    base = varied_profiles(templates, seed=11)
+    out = []
+    for n in range(count):
+        profile = base[n % templates]
+        profile = profile.model_copy(update={"age": 20 + rng.randrange(60), "name": f"{profile.name} {n % 7}"})
+        out.append(character(f"t{n:05d}", profile))
+    return out
+
+
+def test_thousands_of_near_identical_profiles_stay_in_bounded_memory():
+    """The first LSH version listed every candidate pair (and their vectors): 4,900 templated
+    profiles needed more than 24 GB. Now only the kept profiles are held, whatever the duplicate rate."""
+    import tracemalloc
+
+    import numpy as np
+
+    characters = templated(3000)
+
+    def by_template(texts):  # copies of one template embed (nearly) alike, templates apart
+        rows = np.zeros((len(texts), 8), dtype=np.float32)
+        for row, text in enumerate(texts):
+            rows[row, sum(map(ord, text.split("\n")[-1])) % 8] = 1.0
+        return rows
+
+    tracemalloc.start()
+    outcome = near_duplicates(iter(characters), 0.95, method="lsh", embed=by_template)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    kept = [c.character_id for c in characters if c.character_id not in outcome.dropped]
+    assert 4 <= len(kept) <= 8 and len(outcome.dropped) == len(characters) - len(kept)
+    assert peak < 32 * 2**20, f"{peak / 2**20:.0f} MiB traced"  # measured: 3 MiB; the 3,000 profiles are ~8 MiB
+
+
+def test_profiles_that_share_words_but_not_meaning_are_capped_and_say_so():
+    """All word-similar yet all kept (distinct vectors): each is compared with at most MAX_CANDIDATES."""
+    import numpy as np
+
+    characters = templated(MAX_CANDIDATES + 200, templates=1)
+
+    def distinct(texts):
+        rows = np.random.default_rng(len(texts)).normal(size=(len(texts), 256)).astype(np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    outcome = near_duplicates(characters, 0.95, method="lsh", embed=distinct)
+    assert outcome.dropped == {} and outcome.capped >= 1
+    assert f"compared with the earliest {MAX_CANDIDATES} only" in outcome.notes()[0]
+
+
+def test_exact_and_lsh_agree_on_templated_profiles():
+    import numpy as np
+
+    characters = templated(700, templates=3)
+
+    def by_template(texts):
+        rows = np.zeros((len(texts), 4), dtype=np.float32)
+        for row, text in enumerate(texts):
+            rows[row, sum(map(ord, text.split("\n")[-1])) % 4] = 1.0
+        return rows
+
+    exact = near_duplicate_profiles(characters, 0.95, method="exact", embed=by_template)
+    assert exact == near_duplicate_profiles(characters, 0.95, method="lsh", embed=by_template)
+    assert len(exact) >= 690
 
 
 # -- junk that used to pass ----------------------------------------------------------------------------------

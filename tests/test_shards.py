@@ -14,11 +14,11 @@ from opencharacter.executors.shards import (
     ShardSpec,
     claim_settings,
     mark_finished,
-    merge_shards,
     open_shard,
     shard_dir,
     shard_of,
 )
+from opencharacter.pipeline.shards import merge_shards
 from opencharacter.records import Character, Failure, Profile
 from opencharacter.sources import load_personas
 from opencharacter.sources.bundled import sample_path
@@ -156,7 +156,9 @@ def test_a_shard_of_another_teacher_or_other_settings_is_refused_untouched(tmp_p
     other = tmp_path / "settings"
     make_shard(run_cli, personas_file, other, ShardSpec(0, 2))
     make_shard(run_cli, personas_file, other, ShardSpec(1, 2), "--temperature", "0.2")
-    with pytest.raises(ConfigError, match="holds profiles made with other settings than this run"):
+    with pytest.raises(
+        ConfigError, match=r"holds profiles made with other settings \(.*temperature 0.7 → 0.2\): it cannot be merged"
+    ):
         merge_shards(other)
     assert not (other / "characters.jsonl").exists()  # every shard is checked before anything is copied
 

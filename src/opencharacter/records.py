@@ -6,11 +6,13 @@ The released OpenCharacter dataset shape is kept where it has one (`character_id
 
 from __future__ import annotations
 
+import hashlib
+from json.encoder import encode_basestring
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from opencharacter.hashing import content_hash, normalize_text
+from opencharacter.hashing import HASH_VERSION, content_hash, normalize_text
 
 Role = Literal["system", "user", "assistant"]
 Strategy = Literal["rewrite", "generate"]
@@ -130,7 +132,16 @@ class Instruction(Record):
 
     @staticmethod
     def make_id(turns: list[ChatMessage]) -> str:
-        return content_hash("instruction", [t.model_dump() for t in turns])
+        # = content_hash("instruction", [t.model_dump() for t in turns]), spelled out (the same bytes:
+        # a ChatMessage dumps as {"content", "role"} in sorted order): it runs for every instruction
+        # each time a file is read, twice per command.
+        if set(ChatMessage.model_fields) != {"content", "role"}:
+            return content_hash("instruction", [t.model_dump() for t in turns])
+        body = ",".join(
+            f'{{"content":{encode_basestring(t.content)},"role":{encode_basestring(t.role)}}}' for t in turns
+        )
+        text = f'[{encode_basestring(HASH_VERSION)},"instruction",[{body}]]'
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 class Dialogue(Record):

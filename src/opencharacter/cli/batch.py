@@ -46,7 +46,7 @@ def export_command(
     """Write the calls a stage still needs as Batch API JSONL under RUN/batch (give the stage's own options)."""
     from opencharacter.pipeline import load_instruction_sources
     from opencharacter.pipeline.batch import export_dialogues, export_profiles
-    from opencharacter.sources import load_personas
+    from opencharacter.sources import PersonaFile
 
     if stage not in STAGES:
         raise ConfigError(f"--stage must be one of {', '.join(STAGES)}, got {stage!r}")
@@ -58,10 +58,10 @@ def export_command(
         if personas is None:
             raise ConfigError("--stage profiles needs --personas (the file you give `opencharacter profiles`)")
         profiles_config = build(ProfilesConfig, opt.section(data, "profiles", sampling), source)
-        loaded, report = load_personas(
+        loaded = PersonaFile(
             personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit
         )
-        print_loads([report])
+        print_loads([loaded.report])
         results = [export_profiles(run, loaded, profiles_config, backend_config, retry_failed)]
     else:
         if not instructions:

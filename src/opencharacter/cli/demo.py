@@ -44,16 +44,9 @@ def demo_config(run: Path, personas: int, instructions: int, per_instruction: in
 
 def export_demo_cards(run_dir: Path) -> tuple[Path, int]:
     """Character Cards for every profile, so the demo shows every export format."""
-    from opencharacter.export.formats import export_cards
-    from opencharacter.records import Character
-    from opencharacter.store import RunStore
+    from opencharacter.pipeline import export_run
 
-    store = RunStore(run_dir)
-    try:
-        characters = list(store.records("profiles", Character))
-    finally:
-        store.close()
-    return export_cards(characters, run_dir / "exports" / "cards")
+    return export_run(run_dir, "cards")
 
 
 def demo_synthesis(config: PipelineConfig, quiet: bool) -> tuple[Path, Path, int]:
@@ -165,7 +158,7 @@ def demo_eval(run_dir: Path, model_dir: Path) -> Path:
 
 def persona_id_of(run_dir: Path, character_id: str) -> str:
     from opencharacter.eval.sources import persona_id
-    from opencharacter.export.run_files import CHARACTERS
+    from opencharacter.store.layout import CHARACTERS
 
     for line in (run_dir / CHARACTERS).read_text(encoding="utf-8").splitlines():
         record = json.loads(line)

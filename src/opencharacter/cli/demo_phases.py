@@ -7,12 +7,14 @@ depends mostly on the CPU cores and on what else runs on them (8m38s on an idle 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencharacter.cli.report import console
+from opencharacter.fileio import write_json
 from opencharacter.models.embedded import cache_dir
 from opencharacter.train.memory import format_bytes, peak_rss_bytes
 from opencharacter.train.progress import format_seconds
@@ -99,11 +101,8 @@ class DemoPhases:
         if not fresh:
             return
         path = timings_file()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps({**self.previous, **fresh}, indent=2), encoding="utf-8")
-        except OSError:
-            pass  # an estimate for next time is not worth failing the demo over
+        with contextlib.suppress(OSError):  # an estimate for next time is not worth failing the demo over
+            write_json(path, {**self.previous, **fresh})
 
 
 ALL_PHASES = ("synthesis", "training", "evaluation")

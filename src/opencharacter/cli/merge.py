@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from opencharacter.errors import ConfigError
-from opencharacter.executors.shards import SHARDS_DIR, ShardsIncomplete, ShardSpec, find_shards, merge_shards
+from opencharacter.executors.shards import SHARDS_DIR, ShardsIncomplete, ShardSpec, find_shards
 from opencharacter.store.lock import RunLock
 
 Shard = Annotated[
@@ -39,6 +39,7 @@ def merge_command(
     if not find_shards(run):
         raise ConfigError(f"{run / SHARDS_DIR} holds no shard stores; make them with `--shard i/N`")
     from opencharacter.cli.report import console
+    from opencharacter.pipeline.shards import merge_shards
 
     with RunLock(run, "merge"):  # not while a command (a Ray run, whose coordinator merges too) writes it
         report = merge_shards(run)

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from opencharacter.export.run_files import CHARACTERS, DIALOGUES, FAILURES
 from opencharacter.pipeline.session import Reporter
 from opencharacter.sources import LoadReport
+from opencharacter.store.layout import CARD, CHARACTERS, DIALOGUES, FAILURES, STORE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -62,12 +62,12 @@ def print_summary(session: RunSession) -> None:
     cost = session.command_cost()
     if cost is not None:
         model = escape(session.backend.model_id)
-        console.print(f"cost of this command: US$ {cost:.4f} ({model}; the whole run's is in its README.md)")
+        console.print(f"cost of this command: US$ {cost:.4f} ({model}; the whole run's is in its {CARD})")
     endpoints = session.backend.endpoint_stats()
     if len(endpoints) > 1 or any(e.failures or e.rate_limited or e.hedges for e in endpoints):
         for endpoint in endpoints:
             console.print(f"  {escape(endpoint.line())}")
-    files = f"{CHARACTERS}, {DIALOGUES}, {FAILURES}, README.md, store.sqlite"
+    files = f"{CHARACTERS}, {DIALOGUES}, {FAILURES}, {CARD}, {STORE}"
     console.print(f"run directory: {escape(str(session.run_dir))}  ({files})")
     reasons = session.failure_reasons()
     if reasons:
@@ -128,13 +128,26 @@ def print_plan(plans: list[StagePlan], prices: Mapping[str, ModelPrice] | None =
 
 
 def _print_price_bounds(plans: list[StagePlan], prices: Mapping[str, ModelPrice]) -> None:
-    from opencharacter.engine.costs import price_of
+    """The dry run priced by the one estimator (`engine.costs.estimate`): prompt tokens from the
+    rendered prompts, completion tokens from the run's own average per prompt once it has calls,
+    else every call at its full max_tokens (an upper bound)."""
+    from opencharacter.engine.costs import PlannedCalls, estimate
 
-    prompt = sum(plan.prompt_tokens for plan in plans)
-    completion = sum(plan.completion_cap for plan in plans)
-    for model, price in prices.items():
-        cost = price_of(prompt, completion, price)
-        console.print(f"at most US$ {cost:.2f} at {escape(model)}'s price (every call at its full max_tokens)")
+    if not plans:
+        return
+    planned = PlannedCalls()
+    for plan in plans:
+        planned.update(plan.planned)
+    model = plans[0].model
+    result = estimate(
+        planned, items=sum(plan.to_make for plan in plans), model=model, prices=prices, observed=plans[0].observed
+    )
+    if result.cost is None:
+        console.print(f"no price for {escape(model)} in `prices:`: the estimate has tokens only")
+        return
+    upper = all(row.completion_basis == "max_tokens" for row in result.rows)
+    basis = "every call at its full max_tokens" if upper else "completions as long as this run's so far"
+    console.print(f"{'at most' if upper else 'about'} US$ {result.cost:.2f} at {escape(model)}'s price ({basis})")
 
 
 class ConsoleReporter(Reporter):

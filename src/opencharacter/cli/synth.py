@@ -23,7 +23,8 @@ from opencharacter.pipeline import (
     run_profiles,
     run_synthesis,
 )
-from opencharacter.sources import load_personas
+from opencharacter.sources import PersonaFile
+from opencharacter.store.layout import existing_run
 
 RunDir = Annotated[Path, typer.Option("--run", "--out", help="Run directory (created if missing).")]
 
@@ -62,10 +63,8 @@ def profiles(
     stage_config = build(
         ProfilesConfig, opt.section(data, "profiles", opt.sampling_overrides(temperature, max_tokens)), source
     )
-    loaded, report = load_personas(
-        personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit
-    )
-    print_loads([report])
+    loaded = PersonaFile(personas, fmt=persona_format, column=persona_column, skip_invalid=skip_invalid, limit=limit)
+    print_loads([loaded.report])
     prices = opt.prices(data, source)
     if dry_run:
         print_plan(dry_run_profiles(run, loaded, stage_config, backend_config, retry_failed), prices)
@@ -206,8 +205,7 @@ def filter_command(
     from opencharacter.config import FiltersConfig
     from opencharacter.filters import apply_filters
 
-    if not (run / "store.sqlite").exists():
-        raise ConfigError(f"{run} is not a run directory (no store.sqlite)")
+    existing_run(run)
     data = opt.config_data(config)
     filters = build(FiltersConfig, dict(data.get("filters") or {}), str(config or "defaults"))
     target, report = apply_filters(run, filters, out)

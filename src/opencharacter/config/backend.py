@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import os
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 
 from opencharacter.config.base import Config
+from opencharacter.errors import ConfigError
+from opencharacter.registry import BACKENDS, EXECUTORS, Registry
 
 
 class BackendConfig(Config):
@@ -24,6 +28,11 @@ class BackendConfig(Config):
     )
     api_key_env: str = Field(
         "OPENAI_API_KEY", description="Name of the environment variable holding the API key (never the key)."
+    )
+    api_key_file: str | None = Field(
+        None,
+        description="File holding the API key, read where the backend runs (each Ray worker reads its own "
+        "copy; the key never travels with the job); used when the `api_key_env` variable is not set.",
     )
     concurrency: int = Field(64, ge=1, le=4096, description="Requests in flight at once.")
     timeout: float = Field(300.0, gt=0, description="Per-request timeout in seconds (openai backend).")
@@ -58,6 +67,18 @@ class BackendConfig(Config):
         default_factory=dict, description="Extra backend-specific keyword arguments (e.g. vLLM engine args)."
     )
 
+    def api_key(self) -> str | None:
+        """The key: the `api_key_env` variable of this process, else the first line of `api_key_file`."""
+        key = os.environ.get(self.api_key_env)
+        if key or self.api_key_file is None:
+            return key
+        path = Path(self.api_key_file).expanduser()
+        try:
+            return path.read_text(encoding="utf-8").strip().splitlines()[0].strip() or None
+        except (OSError, UnicodeDecodeError, IndexError) as exc:
+            problem = getattr(exc, "strerror", None) or "empty or not text"
+            raise ConfigError(f"api_key_file {path}: cannot read the API key ({problem})") from None
+
     @field_validator("base_url", mode="before")
     @classmethod
     def _fleet(cls, value: Any) -> Any:
@@ -79,18 +100,16 @@ class BackendConfig(Config):
     @field_validator("backend")
     @classmethod
     def _known(cls, value: str) -> str:
-        from opencharacter.backends import available_backends
-
-        if value not in available_backends():
-            raise ValueError(f"unknown backend {value!r}; choose one of {', '.join(available_backends())}")
-        return value
+        return _registered(BACKENDS, value)
 
 
 class ExecutorConfig(Config):
     """Where stage work runs. Every executor writes the same run directory and files."""
 
-    kind: Literal["local", "ray"] = Field(
-        "local", description="local: asyncio in this process; ray: tasks on a Ray cluster (pip extra `ray`)."
+    kind: str = Field(
+        "local",
+        description="local: asyncio in this process; ray: tasks on a Ray cluster (pip extra `ray`); "
+        "or a name given to `opencharacter.executors.register_executor`.",
     )
     address: str | None = Field(
         None, description="Ray: cluster address (default: RAY_ADDRESS, else a local Ray started for the run)."
@@ -99,3 +118,16 @@ class ExecutorConfig(Config):
     gpus_per_worker: float = Field(
         0.0, ge=0, description="Ray: GPUs each worker reserves (1 for a local model per GPU; 0 for an HTTP backend)."
     )
+
+    @field_validator("kind")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        return _registered(EXECUTORS, value)
+
+
+def _registered(registry: Registry, name: str) -> str:
+    """The registry's "unknown … did you mean" as a validation error (pydantic adds the field path)."""
+    try:
+        return registry.check(name)
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None

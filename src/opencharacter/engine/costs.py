@@ -2,7 +2,8 @@
 
 Tokens per prompt and model are in the store already (every call records its usage); a price list
 (`prices:` in the pipeline YAML, US$ per million tokens) turns them into dollars. The same table
-serves the end-of-command summary, the dataset card, and the `--dry-run` estimate.
+serves the end-of-command summary, the dataset card (`export/cost.py` renders its section) and the
+`--dry-run` estimate.
 
 A model without a price is reported with its tokens and no cost, never as free: the total then
 says which models it leaves out.
@@ -10,6 +11,7 @@ says which models it leaves out.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -81,31 +83,24 @@ def record_prices(store: RunStore, prices: Mapping[str, ModelPrice]) -> None:
         store.set_meta(PRICES_META, {model: price.model_dump() for model, price in prices.items()})
 
 
+class Pricing:
+    """The price list of one command: its tokens priced in the summary, and kept with the run so the
+    dataset card (rewritten by every later command) prices the whole run."""
+
+    def __init__(self) -> None:
+        self.prices: dict[str, ModelPrice] = {}
+
+    def use(self, store: RunStore, prices: Mapping[str, ModelPrice] | None) -> None:
+        self.prices = dict(prices or {})
+        record_prices(store, self.prices)
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """US$ for these tokens of `model`, or None when it has no price."""
+        return price_of(prompt_tokens, completion_tokens, self.prices.get(model))
+
+
 def recorded_prices(store: RunStore) -> dict[str, ModelPrice]:
     return {model: ModelPrice(**price) for model, price in (store.get_meta(PRICES_META) or {}).items()}
-
-
-def card_lines(store: RunStore) -> list[str]:
-    """The dataset card's cost section (Markdown), or nothing when the run has no price list."""
-    table = run_cost(store)
-    if not table.priced:
-        return []
-    lines = [
-        "## Cost",
-        "",
-        "| prompt · model | calls | prompt tokens | completion tokens | US$ |",
-        "|---|---|---|---|---|",
-        *(
-            f"| {r.prompt_id} · {r.model} | {r.calls} | {r.prompt_tokens} | {r.completion_tokens} | "
-            f"{'no price' if r.cost is None else f'{r.cost:.4f}'} |"
-            for r in table.rows
-        ),
-        f"| **total** | | | | {table.total:.4f} |",
-        "",
-    ]
-    if table.unpriced:
-        lines += [f"Not priced (no entry in `prices`): {', '.join(table.unpriced)}.", ""]
-    return lines
 
 
 # -- estimates before a run ------------------------------------------------------------------------
@@ -122,6 +117,30 @@ class PlannedCall:
     @classmethod
     def of(cls, prompt_id: str, request: ChatRequest) -> PlannedCall:
         return cls(prompt_id, sum(len(m.content) for m in request.messages), request.sampling.max_tokens)
+
+
+class PlannedCalls:
+    """Calls still to make, summed per prompt (count, rendered prompt characters, token caps): what a
+    dry run counts, in memory that does not grow with the number of calls."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+        self.prompt_chars: Counter[str] = Counter()
+        self.max_tokens: Counter[str] = Counter()
+
+    def add(self, call: PlannedCall) -> None:
+        self.calls[call.prompt_id] += 1
+        self.prompt_chars[call.prompt_id] += call.prompt_chars
+        self.max_tokens[call.prompt_id] += call.max_tokens
+
+    def update(self, other: PlannedCalls) -> None:
+        self.calls.update(other.calls)
+        self.prompt_chars.update(other.prompt_chars)
+        self.max_tokens.update(other.max_tokens)
+
+    def totals(self) -> dict[str, tuple[int, int, int]]:
+        """prompt id → (calls, prompt characters, summed max_tokens)."""
+        return {key: (self.calls[key], self.prompt_chars[key], self.max_tokens[key]) for key in self.calls}
 
 
 @dataclass(frozen=True)
@@ -160,7 +179,7 @@ class Estimate:
 
 
 def estimate(
-    planned: Iterable[PlannedCall],
+    planned: Iterable[PlannedCall] | PlannedCalls,
     *,
     items: int,
     model: str,
@@ -170,6 +189,8 @@ def estimate(
 ) -> Estimate:
     """What `planned` calls will cost on `model`: items, calls, prompt/completion tokens and US$.
 
+    The one estimator: `--dry-run` prices its plan with it (cli/report.py).
+
     Prompt tokens come from the rendered prompts' length. Completion tokens come from this run's
     own calls of the same prompt and model when there are any (`RunStore.usage_rows()`: the average
     per call, a good forecast once a few hundred calls are in), else from each call's `max_tokens`
@@ -178,12 +199,11 @@ def estimate(
     averages = {
         prompt_id: completion / calls for prompt_id, name, calls, _, completion in observed if name == model and calls
     }
-    totals: dict[str, list[int]] = {}
-    for call in planned:
-        entry = totals.setdefault(call.prompt_id, [0, 0, 0])
-        entry[0] += 1
-        entry[1] += call.prompt_chars
-        entry[2] += call.max_tokens
+    if not isinstance(planned, PlannedCalls):
+        calls, planned = planned, PlannedCalls()
+        for call in calls:
+            planned.add(call)
+    totals = planned.totals()
     price = (prices or {}).get(model)
     result = Estimate(items=items, model=model)
     for prompt_id, (calls, chars, cap) in sorted(totals.items()):

@@ -102,6 +102,14 @@ class Engine:
         if cached is not None:
             self.stats.cached_calls += 1
             return cached
+        return await self.call(request, key, prompt_id)
+
+    async def call(self, request: ChatRequest, key: str, prompt_id: str) -> Completion:
+        """What a cache miss does: call the backend (seeded from `key`, retried), store the answer.
+
+        The one override point for an engine that must not call (batch files record the request
+        here instead), so every way of running a stage shares the attempt loop above it.
+        """
         async with self._semaphore:
             completion = await self._call_with_retries(with_call_seed(request, key))
         self.store.put_call(key, prompt_id, self.backend.model_id, completion)

@@ -55,9 +55,9 @@ class PlainLines:
             self._ticker = threading.Thread(target=self._tick, name="stage-progress", daemon=True)
             self._ticker.start()
 
-    def advance(self, failed: int) -> None:
+    def advance(self, failed: int, count: int = 1) -> None:
         with self._lock:
-            self._done, self._failed = self._done + 1, failed
+            self._done, self._failed = self._done + count, failed
 
     def finish(self) -> None:
         with self._lock:
@@ -136,11 +136,12 @@ class StageProgress:
         if self._plain:
             self._plain.start(stage, total, completed)
 
-    def advance(self, failed: int) -> None:
+    def advance(self, failed: int, count: int = 1) -> None:
+        """`count` more items finished (a chunk a rerun skipped is one update, not 256)."""
         if self._task is not None:
-            self._progress.update(self._task, advance=1, failed=failed, rate=self.stats.tokens_per_second())
+            self._progress.update(self._task, advance=count, failed=failed, rate=self.stats.tokens_per_second())
         if self._plain:
-            self._plain.advance(failed)
+            self._plain.advance(failed, count)
 
     def finish(self) -> None:
         if self._task is not None:

@@ -1,14 +1,13 @@
 """Executors run a stage over work items: `local` (asyncio in this process) or `ray` (a Ray cluster).
 
-Executors are registered by import path, like backends, so Ray is imported only when chosen.
+Executors are registered by import path in `opencharacter.registry.EXECUTORS`, like backends, so Ray
+is imported only when chosen; `register_executor` adds one that `executor: {kind: NAME}` then selects.
 """
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 
-from opencharacter.errors import ConfigError
 from opencharacter.executors.base import (
     Executor,
     ExecutorContext,
@@ -19,37 +18,19 @@ from opencharacter.executors.base import (
     failure_reason,
 )
 from opencharacter.executors.local import LocalExecutor, run_stage
+from opencharacter.registry import EXECUTORS
 
 ExecutorFactory = Callable[[ExecutorContext], Executor]
 
-_REGISTRY: dict[str, str | ExecutorFactory] = {
-    "local": "opencharacter.executors.local:LocalExecutor.from_context",
-    "ray": "opencharacter.executors.ray:RayExecutor.from_context",
-}
-
 
 def register_executor(name: str, factory: str | ExecutorFactory) -> None:
-    _REGISTRY[name] = factory
+    """`factory` builds the executor for one command's run session: `"module:attr"` or a callable."""
+    EXECUTORS.register(name, factory)
 
 
 def build_executor(context: ExecutorContext) -> Executor:
     """The executor `context.config.kind` names, built for one command's run session."""
-    factory = _REGISTRY.get(context.config.kind)
-    if factory is None:
-        raise ConfigError(f"unknown executor {context.config.kind!r}; choose one of {', '.join(_REGISTRY)}")
-    if isinstance(factory, str):
-        module_name, _, attribute = factory.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise  # a dependency of the executor is missing: its module says which extra
-            raise ConfigError(f"the {context.config.kind!r} executor is not part of this installation") from None
-        target: object = module
-        for part in attribute.split("."):
-            target = getattr(target, part)
-        factory = target  # type: ignore[assignment]
-    return factory(context)  # type: ignore[operator]
+    return EXECUTORS.load(context.config.kind)(context)
 
 
 __all__ = [

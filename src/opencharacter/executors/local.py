@@ -2,9 +2,9 @@
 
 Items are pulled from the caller's iterable only as workers free up (the queue holds at most two
 per worker), so a 306k-dialogue stage keeps a few hundred items in memory, not all of them.
-Resume lives here once for every stage: an item whose record is already in the store is skipped;
-an item that failed before is skipped too unless `retry_failed`, in which case its attempts
-continue numbering where they stopped (so it gets fresh calls, not the cached failures).
+Resume is the executor base's `triage`, the one rule every way of running a stage shares: an item
+whose record is already in the store is skipped; an item that failed before is skipped too unless
+`retry_failed`, in which case its attempts continue numbering where they stopped.
 """
 
 from __future__ import annotations
@@ -18,14 +18,21 @@ from pydantic import BaseModel
 from opencharacter.engine.engine import Engine, EngineStats
 from opencharacter.engine.progress import StageProgress
 from opencharacter.errors import BackendError, FatalBackendError, ParseError
-from opencharacter.executors.base import ExecutorContext, Generate, Stage, StageResult, WorkItem, failure_reason
+from opencharacter.executors.base import (
+    ExecutorContext,
+    Generate,
+    Stage,
+    StageResult,
+    WorkItem,
+    failure_reason,
+    triage_chunks,
+)
 from opencharacter.records import ChatRequest, Completion, Failure
 
 T = TypeVar("T")
 Call = Callable[[WorkItem[Any], Generate, int], Awaitable[BaseModel]]
 Work = Callable[[WorkItem[Any], int], Awaitable[BaseModel]]
 _QUEUE_PER_WORKER = 2
-_YIELD_EVERY = 256
 
 
 class CountingGenerate:
@@ -97,24 +104,15 @@ async def drive(
         if progress:
             progress.advance(failed=result.failed)
 
+    def skipped(items: int) -> None:
+        if progress:
+            progress.advance(failed=result.failed, count=items)
+
     async def produce() -> None:
-        seen = 0
-        for item in items:
-            seen += 1
-            if seen % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # a long resume scan still lets signals and workers in
-            if store.has_record(stage, item.id):
-                result.done_before += 1
-                advance()
-                continue
-            failure = store.get_failure(stage, item.id)
-            if failure is not None and not retry_failed:
-                result.skipped_failed += 1
-                result.reasons[failure_reason(failure.reason)] += 1
-                advance()
-                continue
-            await queue.put((item, failure.attempts if failure else 0))
-        result.total = max(result.total, seen)
+        for chunk in triage_chunks(store, stage, items, result, retry_failed=retry_failed, skipped=skipped):
+            for item, failure in chunk:
+                await queue.put((item, failure.attempts if failure else 0))
+            await asyncio.sleep(0)  # a long resume scan still lets signals and workers in
         for _ in range(count):
             await queue.put(None)
 

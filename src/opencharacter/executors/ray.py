@@ -34,7 +34,7 @@ from opencharacter.config import BackendConfig, ExecutorConfig
 from opencharacter.engine import Engine, EngineStats
 from opencharacter.engine.progress import StageProgress
 from opencharacter.errors import ConfigError, MissingDependencyError, OpenCharacterError
-from opencharacter.executors.base import ExecutorContext, Stage, StageResult, WorkItem, failure_reason
+from opencharacter.executors.base import ExecutorContext, Stage, StageResult, WorkItem, triage_chunks
 from opencharacter.executors.local import LocalExecutor
 from opencharacter.executors.shards import (
     FINISHED,
@@ -49,6 +49,7 @@ from opencharacter.executors.shards import (
 )
 from opencharacter.records import Failure
 from opencharacter.store import RunStore
+from opencharacter.store.identity import SETTINGS, RunIdentity
 from opencharacter.store.lock import RunLock
 
 try:
@@ -91,18 +92,15 @@ class ShardWorker:
             lock = RunLock(shard_dir(self.run_dir, self.spec), f"ray shard {self.spec}").acquire()
             try:
                 store = open_shard(self.run_dir, self.spec)
-                backend = build_backend(self.backend_config)
-                recorded = store.get_meta("teacher")
-                if recorded is not None and recorded != backend.model_id:
+                try:
+                    backend = build_backend(self.backend_config)
+                    RunIdentity(store).teacher(backend.model_id, check_decoding=False)
+                except BaseException:
                     store.close()
-                    raise ConfigError(
-                        f"{store.run_dir} holds data made by {recorded}, not {backend.model_id}: "
-                        "use a new --out to make data with another model"
-                    )
+                    raise
             except BaseException:
                 lock.release()
                 raise
-            store.set_meta("teacher", backend.model_id)
             self.store, self.backend, self.lock = store, backend, lock
         return self.store
 
@@ -177,9 +175,10 @@ class RayExecutor:
             "max_restarts": RESTARTS,
             "max_task_retries": RESTARTS,
         }
-        key = os.environ.get(backend_config.api_key_env)
-        if key is not None:  # workers on other nodes do not inherit this process's environment
-            self._actor_options["runtime_env"] = {"env_vars": {backend_config.api_key_env: key}}
+        # The API key is never put in the actors' runtime_env: Ray keeps that in the cluster's control
+        # store, readable by anyone who can list actors or open the dashboard. Each worker reads the key
+        # where it runs (BackendConfig.api_key: its environment, else `api_key_file`); a local Ray
+        # started for this command inherits this process's environment.
         self._actors: list[Any] = [None] * self.shards
 
     def _init_ray(self, config: ExecutorConfig) -> None:
@@ -228,13 +227,11 @@ class RayExecutor:
         if progress:
             progress.start(name, total=total, completed=0)  # type: ignore[arg-type]
         lanes = [_Lane(index) for index in range(self.shards)]
-        settings = self.store.get_meta("settings", {})
-        seen = 0
+        settings = self.store.get_meta(SETTINGS, {})
 
         def advance(count: int) -> None:
             if progress:
-                for _ in range(count):
-                    progress.advance(failed=result.failed)
+                progress.advance(failed=result.failed, count=count)
 
         async def send(lane: _Lane) -> None:
             while len(lane.pending) >= IN_FLIGHT_PER_SHARD:
@@ -250,27 +247,16 @@ class RayExecutor:
             advance(outcome.result.total)
 
         try:
-            for item in items:
-                seen += 1
-                if seen % CHUNK_ITEMS == 0:
-                    await asyncio.sleep(0)
-                if self.store.has_record(stage.name, item.id):
-                    result.done_before += 1
-                    advance(1)
-                    continue
-                failure = self.store.get_failure(stage.name, item.id)
-                if failure is not None and not retry_failed:
-                    result.skipped_failed += 1
-                    result.reasons[failure_reason(failure.reason)] += 1
-                    advance(1)
-                    continue
-                lane = lanes[shard_of(item.id, self.shards)]
-                lane.buffer.append(item)
-                if failure is not None:
-                    lane.failures.append(failure)
-                if len(lane.buffer) >= CHUNK_ITEMS:
-                    await send(lane)
-            result.total = max(result.total, seen)
+            chunks = triage_chunks(self.store, stage.name, items, result, retry_failed=retry_failed, skipped=advance)
+            for chunk in chunks:
+                for item, failure in chunk:
+                    lane = lanes[shard_of(item.id, self.shards)]
+                    lane.buffer.append(item)
+                    if failure is not None:
+                        lane.failures.append(failure)
+                    if len(lane.buffer) >= CHUNK_ITEMS:
+                        await send(lane)
+                await asyncio.sleep(0)
             for lane in lanes:
                 if lane.buffer:
                     await send(lane)
@@ -290,7 +276,7 @@ class RayExecutor:
                 for ref, _ in lane.pending:
                     ray.cancel(ref)
             settle(self.store)  # this command's own writes (pairings) must not hold the lock merge needs
-            merge_shards(self.run_dir, write_files=False)
+            merge_shards(self.run_dir)
             if progress:
                 progress.finish()
         return result

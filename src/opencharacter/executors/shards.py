@@ -2,8 +2,8 @@
 
 A run's items are split by a stable hash of their id (`shard_of`). Shard `i` of `n` writes an
 ordinary run store at `RUN/shards/<i>-of-<n>/store.sqlite`, so a killed shard resumes exactly as a
-killed local run does. `merge_shards` copies every shard store into `RUN/store.sqlite` and writes the
-run files from it, the same files a local run writes. Merging is idempotent (a record, call or
+killed local run does. `merge_shards` copies every shard store into `RUN/store.sqlite`, from which
+the run files are written as a local run writes them. Merging is idempotent (a record, call or
 session already in the run store is not copied twice), so it can run after every shard, after all
 of them, or again and again while shards are still working.
 
@@ -15,24 +15,31 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from opencharacter.errors import ConfigError, OpenCharacterError
-from opencharacter.export.run_files import write_run_files
-from opencharacter.records import Failure
-from opencharacter.store import RunStore
-from opencharacter.store.run_store import STORE_FILE
+from opencharacter.store import RunStore, transfer
+from opencharacter.store.identity import (
+    DECISIONS,
+    NOT_MERGED,
+    PAIRING,
+    SETTINGS,
+    TEACHER,
+    RunIdentity,
+    agree_pairing,
+    agree_settings,
+    agree_teacher,
+)
+from opencharacter.store.layout import SHARDS, STORE
 
-SHARDS_DIR = "shards"
+SHARDS_DIR = SHARDS
 _SHARD_DIR = re.compile(r"^(\d+)-of-(\d+)$")
-# Metadata keys: "teacher", "settings" and "commands" are the run session's; "shard" and "finished" ours.
-TEACHER, SETTINGS, SHARD, FINISHED, COMMANDS = "teacher", "settings", "shard", "finished", "commands"
-PAIRING = "pairing"
-RUN_DECISIONS = (TEACHER, SETTINGS, PAIRING)
+# Metadata keys: "teacher", "settings", "pairing" and "commands" are the run session's; "shard" and "finished" ours.
+SHARD, FINISHED, COMMANDS = "shard", "finished", "commands"
+RUN_DECISIONS = DECISIONS
 """Metadata a shard and its run must agree on: copied into a shard before it runs, checked and
 adopted at merge. Nothing else is copied (other metadata, such as caches, belongs to one store)."""
 
@@ -89,14 +96,7 @@ def claim_settings(store: RunStore, settings: Mapping[str, Any], where: str | No
     The coordinator copies the run store's settings into each shard before sending it work, so a
     shard directory left from a run under other settings fails at once, not at merge time.
     """
-    recorded: dict[str, Any] = store.get_meta(SETTINGS, {})
-    for key, value in settings.items():
-        if key in recorded and recorded[key] != value:
-            raise ConfigError(
-                f"{where or store.run_dir} holds {key} made with other settings: "
-                "use the same configuration, or a new --out"
-            )
-    store.set_meta(SETTINGS, {**recorded, **settings})
+    RunIdentity(store, where).claim(settings)
 
 
 def open_shard(run_dir: str | Path, spec: ShardSpec) -> RunStore:
@@ -162,17 +162,17 @@ def find_shards(run_dir: str | Path) -> list[tuple[ShardSpec, Path]]:
     found = []
     for path in root.iterdir() if root.is_dir() else []:
         match = _SHARD_DIR.match(path.name)
-        if match and (path / STORE_FILE).exists():
+        if match and (path / STORE).exists():
             found.append((ShardSpec(int(match.group(1)), int(match.group(2))), path))
     return sorted(found, key=lambda entry: (entry[0].count, entry[0].index))
 
 
-def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool = False) -> MergeReport:
-    """Merge every shard store under `run_dir` into its run store, then write the run files.
+def merge_shards(run_dir: str | Path, *, strict: bool = False) -> MergeReport:
+    """Merge every shard store under `run_dir` into its run store (the run files are the caller's:
+    `opencharacter.pipeline.shards.merge_shards` writes them, the Ray executor's session does).
 
     Checks every shard before copying anything, so a refused shard leaves the run store untouched.
-    With `strict`, raises `ShardsIncomplete` (after writing the files) when a shard of some `N` is
-    missing or unfinished.
+    With `strict`, raises `ShardsIncomplete` when a shard of some `N` is missing or unfinished.
     """
     run_dir = Path(run_dir)
     shards = find_shards(run_dir)
@@ -186,16 +186,22 @@ def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool 
         for spec, path in shards:
             shard = RunStore(path)  # migrates an older shard store to the current schema
             try:
-                teacher = _check_teacher(shard, path, teacher)
-                settings = _check_settings(shard, path, settings)
-                pairing = _check_pairing(shard, path, pairing)
+                made_by = shard.get_meta(TEACHER)
+                agree_teacher(path, made_by, teacher, NOT_MERGED)
+                teacher = teacher or made_by
+                settings = agree_settings(path, settings, shard.get_meta(SETTINGS, {}), NOT_MERGED)
+                pairing = agree_pairing(path, pairing, shard.get_meta(PAIRING), NOT_MERGED, grow_only=False)
                 if not shard.get_meta(FINISHED, False):
                     report.unfinished.append(str(spec))
                 checked.append((spec, path, shard.get_meta(COMMANDS, []), shard.failures()))
             finally:
                 shard.close()
         for spec, path, commands, failures in checked:
-            _copy_shard(run_store, path / STORE_FILE, failures, report)
+            copied = transfer.merge(run_store.path, path / STORE, failures)
+            report.calls += copied.calls
+            report.records += copied.records
+            report.failures += copied.failures
+            report.sessions += copied.sessions
             _merge_commands(run_store, commands)
             report.shards.append(str(spec))
         if teacher is not None:
@@ -204,102 +210,11 @@ def merge_shards(run_dir: str | Path, *, write_files: bool = True, strict: bool 
         if pairing is not None:
             run_store.set_meta(PAIRING, pairing)
         report.missing = _missing(shards)
-        if write_files:
-            report.files = write_run_files(run_store)
     finally:
         run_store.close()
     if strict and (report.missing or report.unfinished):
         raise ShardsIncomplete(report.missing, report.unfinished)
     return report
-
-
-def _check_teacher(shard: RunStore, path: Path, teacher: str | None) -> str | None:
-    made_by = shard.get_meta(TEACHER)
-    if made_by is not None and teacher is not None and made_by != teacher:
-        raise ConfigError(f"{path} holds data made by {made_by}, not {teacher}: it cannot be merged into this run")
-    return teacher or made_by
-
-
-def _check_settings(shard: RunStore, path: Path, settings: dict[str, Any]) -> dict[str, Any]:
-    theirs: dict[str, Any] = shard.get_meta(SETTINGS, {})
-    for key, value in theirs.items():
-        if key in settings and settings[key] != value:
-            raise ConfigError(f"{path} holds {key} made with other settings than this run: it cannot be merged")
-    return {**settings, **theirs}
-
-
-def _check_pairing(shard: RunStore, path: Path, pairing: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Dialogues paired under another seed must not join this run; more characters per instruction
-    is how a run grows (the pairs drawn before are kept), so the larger count wins."""
-    theirs = shard.get_meta(PAIRING)
-    if theirs is None or pairing is None:
-        return pairing or theirs
-    if theirs.get("seed") != pairing.get("seed"):
-        raise ConfigError(
-            f"{path} pairs instructions with seed {theirs.get('seed')}, this run with {pairing.get('seed')}: "
-            "it cannot be merged"
-        )
-    return {**pairing, "per_instruction": max(pairing["per_instruction"], theirs["per_instruction"])}
-
-
-def _copy_shard(run_store: RunStore, shard_file: Path, failures: list[Failure], report: MergeReport) -> None:
-    """One transaction per shard: calls and records that are new, failures, sessions.
-
-    Rows are copied verbatim (`SELECT *`) between stores migrated to the same schema version, so
-    this works whatever encoding the store gives its columns.
-    """
-    db = sqlite3.connect(run_store.path, isolation_level=None)
-    try:
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("ATTACH DATABASE ? AS shard", (str(shard_file),))
-        ours = db.execute("PRAGMA main.user_version").fetchone()[0]
-        theirs = db.execute("PRAGMA shard.user_version").fetchone()[0]
-        if ours != theirs:  # both were migrated on open; a mismatch means another package version
-            raise ConfigError(f"{shard_file}: store schema v{theirs}, the run store is v{ours}")
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            report.calls += db.execute("INSERT OR IGNORE INTO main.calls SELECT * FROM shard.calls").rowcount
-            report.records += db.execute("INSERT OR IGNORE INTO main.records SELECT * FROM shard.records").rowcount
-            db.execute(
-                "DELETE FROM main.failures WHERE EXISTS (SELECT 1 FROM main.records r"
-                " WHERE r.stage = failures.stage AND r.id = failures.id)"
-            )
-            report.failures += _copy_failures(db, failures)
-            report.sessions += db.execute(
-                "INSERT INTO main.sessions SELECT * FROM shard.sessions s WHERE NOT EXISTS"
-                " (SELECT 1 FROM main.sessions m WHERE m.command = s.command AND m.started = s.started"
-                " AND m.wall_seconds = s.wall_seconds AND m.new_calls = s.new_calls"
-                " AND m.cached_calls = s.cached_calls)"
-            ).rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("DETACH DATABASE shard")
-    finally:
-        db.close()
-
-
-def _copy_failures(db: sqlite3.Connection, failures: list[Failure]) -> int:
-    """A shard's failure is copied only where the run has no record of that item, and replaces a
-    recorded failure only if it got further (more attempts): merging an old shard never rewinds."""
-    copied = 0
-    for failure in failures:
-        if db.execute(
-            "SELECT 1 FROM main.records WHERE stage = ? AND id = ?", (failure.stage, failure.item_id)
-        ).fetchone():
-            continue
-        row = db.execute(
-            "SELECT data FROM main.failures WHERE stage = ? AND id = ?", (failure.stage, failure.item_id)
-        ).fetchone()
-        if row is not None and Failure.model_validate_json(row[0]).attempts >= failure.attempts:
-            continue
-        db.execute(
-            "INSERT OR REPLACE INTO main.failures SELECT * FROM shard.failures WHERE stage = ? AND id = ?",
-            (failure.stage, failure.item_id),
-        )
-        copied += 1
-    return copied
 
 
 def _merge_commands(run_store: RunStore, commands: list[Any]) -> None:

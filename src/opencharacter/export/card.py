@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from opencharacter import __version__
-from opencharacter.engine.costs import card_lines
+from opencharacter.export.cost import card_lines
 from opencharacter.fileio import atomic_open
 from opencharacter.selection import CANDIDATE_SCORES, PREFERENCES, SUMMARY_META, dialogue_stage, run_candidates
 from opencharacter.store import RunStore

@@ -66,15 +66,17 @@ _JSONL: dict[str, Callable[[Dialogue], dict[str, Any]]] = {
 EXPORT_FORMATS: tuple[str, ...] = (*_JSONL, "parquet")
 
 
-def export_cards(characters: list[Character], out: Path) -> tuple[Path, int]:
+def export_cards(characters: Iterable[Character], out: Path) -> tuple[Path, int]:
     """One Character Card V2 per character, as `<id>.json` and `<id>.png` (card in the `chara` chunk)."""
     from opencharacter.cards import card_from_character, write_card_json, write_card_png
 
+    count = 0
     for character in characters:
         card = card_from_character(character)
         write_card_json(card, out / f"{character.character_id}.json")
         write_card_png(card, out / f"{character.character_id}.png")
-    return out, len(characters)
+        count += 1
+    return out, count
 
 
 # LLaMA-Factory reads a dataset only through a `dataset_info.json` entry in its `dataset_dir`
@@ -139,8 +141,9 @@ def write_llama_factory_info(out: Path, fmt: str, file_name: str) -> Path:
     return path
 
 
-def export_dialogues(dialogues: list[Dialogue], fmt: str, out: Path) -> tuple[Path, int]:
-    """Write `dialogues` as `fmt` into the directory `out`; returns the file and the row count.
+def export_dialogues(dialogues: Iterable[Dialogue], fmt: str, out: Path) -> tuple[Path, int]:
+    """Write `dialogues` (streamed: JSONL formats hold one at a time) as `fmt` into the directory `out`;
+    returns the file and the row count.
 
     JSONL formats that LLaMA-Factory reads also get their entry in `out/dataset_info.json`.
     """

@@ -22,12 +22,9 @@ from opencharacter.export.card import write_card
 from opencharacter.fileio import write_jsonl
 from opencharacter.selection import CANDIDATE_SCORES, PREFERENCES, SELECTED, run_candidates
 from opencharacter.store import RunStore
+from opencharacter.store.layout import CANDIDATES, CHARACTERS, DIALOGUES, FAILURES, PREFERENCE_PAIRS
 
-CHARACTERS = "characters.jsonl"
-DIALOGUES = "dialogues.jsonl"
-FAILURES = "failures.jsonl"
-CANDIDATES = "candidates.jsonl"
-PREFERENCE_PAIRS = "preferences.jsonl"
+__all__ = ["CANDIDATES", "CHARACTERS", "DIALOGUES", "FAILURES", "PREFERENCE_PAIRS", "write_run_files"]
 _WRITTEN = "run_files"
 
 

@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencharacter.config import FiltersConfig
-from opencharacter.export.run_files import CHARACTERS, DIALOGUES, PREFERENCE_PAIRS
-from opencharacter.fileio import atomic_open, write_jsonl
+from opencharacter.fileio import write_json, write_jsonl
 from opencharacter.filters import junk, rules
-from opencharacter.filters.near_duplicates import near_duplicate_profiles
+from opencharacter.filters.near_duplicates import near_duplicates
 from opencharacter.filters.originals import Originals, load_originals
 from opencharacter.records import Character, Dialogue, PreferencePair
 from opencharacter.selection import PREFERENCES, dialogue_stage, run_candidates
 from opencharacter.stages.dialogues import candidate_id
+from opencharacter.stages.profiles import STAGE as PROFILES
 from opencharacter.store import RunStore
+from opencharacter.store.layout import CHARACTERS, DIALOGUES, FILTER_REPORT, FILTERED, PREFERENCE_PAIRS, existing_run
 
 NEAR_DUPLICATE = "near-duplicate profile (characters)"
 OF_NEAR_DUPLICATE = "character removed as a near-duplicate profile"
@@ -92,60 +94,106 @@ def categories(config: FiltersConfig) -> tuple[list[str], list[str]]:
 
 
 def apply_filters(run: str | Path, config: FiltersConfig, out: str | Path | None = None) -> tuple[Path, FilterReport]:
-    run = Path(run)
-    target = Path(out) if out is not None else run / "filtered"
+    """The survivors of `config`'s filters, written to `out` (default RUN/filtered/), and what went.
+
+    Streams the store: characters and dialogues pass a page at a time, a dialogue's character is
+    read by id, and the near-duplicate pass keeps only the kept profiles (see `near_duplicates`),
+    so memory stays bounded by the run's distinct characters, not its size or duplicate rate.
+    """
+    run = existing_run(run)
+    target = Path(out) if out is not None else run / FILTERED
     store = RunStore(run)
     try:
-        characters = list(store.records("profiles", Character))
-        dialogues = list(store.records(dialogue_stage(store), Dialogue))
-        preferences = list(store.records(PREFERENCES, PreferencePair)) if run_candidates(store) > 1 else None
-        rewrites = {d.question_id for d in dialogues if d.strategy == "rewrite"}
-        originals = load_originals(store, rewrites if config.copy_original is not None else set())
+        report = FilterReport()
+        enabled, report.notes = categories(config)
+        report.removed.update(dict.fromkeys(enabled, 0))
+        dropped_characters: dict[str, str] = {}
+        if config.near_duplicate_profiles is not None:
+            outcome = near_duplicates(
+                store.records(PROFILES, Character),
+                config.near_duplicate_profiles,
+                method=config.near_duplicate_method,
+                candidates=config.near_duplicate_candidates,
+            )
+            dropped_characters = outcome.dropped
+            report.removed[NEAR_DUPLICATE] += len(dropped_characters)
+            report.notes += outcome.notes()
+        dialogues_stage = dialogue_stage(store)
+        rewrites = (
+            store.distinct_values(dialogues_stage, "question_id", {"strategy": "rewrite"})
+            if config.copy_original is not None
+            else set()
+        )
+        originals = load_originals(store, rewrites)
+        characters = _Characters(store)
+
+        def kept_characters() -> Iterator[str]:
+            for line in store.record_lines(PROFILES):
+                report.characters_in += 1
+                character_id = json.loads(line)["character_id"]
+                if character_id not in dropped_characters:
+                    report.characters_out += 1
+                    yield line
+
+        survivors: set[str] = set()
+        unchecked = 0
+
+        def kept_dialogues() -> Iterator[str]:
+            nonlocal unchecked
+            for line in store.record_lines(dialogues_stage):
+                dialogue = Dialogue.model_validate_json(line)
+                report.dialogues_in += 1
+                if config.copy_original is not None and dialogue.strategy == "rewrite":
+                    unchecked += dialogue.question_id not in originals.answers
+                reason = _first_reason(dialogue, characters, dropped_characters, config, originals)
+                if reason is not None:
+                    report.removed[reason.split(":")[0]] += 1
+                    continue
+                report.dialogues_out += 1
+                survivors.add(candidate_id(dialogue.question_id, dialogue.character_id, dialogue.strategy))
+                yield line
+
+        write_jsonl(target / CHARACTERS, kept_characters())
+        write_jsonl(target / DIALOGUES, kept_dialogues())
+        if run_candidates(store) > 1:
+            report.preferences_in = report.preferences_out = 0
+
+            def kept_pairs() -> Iterator[str]:
+                for pair in store.records(PREFERENCES, PreferencePair):
+                    report.preferences_in += 1  # type: ignore[operator]
+                    if pair.pair_id in survivors:
+                        report.preferences_out += 1  # type: ignore[operator]
+                        yield pair.model_dump_json()
+
+            write_jsonl(target / PREFERENCE_PAIRS, kept_pairs())
     finally:
         store.close()
-    report = FilterReport(characters_in=len(characters), dialogues_in=len(dialogues))
-    enabled, report.notes = categories(config)
-    report.removed.update(dict.fromkeys(enabled, 0))
-    dropped_characters: dict[str, str] = {}
-    if config.near_duplicate_profiles is not None:
-        dropped_characters = near_duplicate_profiles(
-            characters,
-            config.near_duplicate_profiles,
-            method=config.near_duplicate_method,
-            candidates=config.near_duplicate_candidates,
-        )
-        report.removed[NEAR_DUPLICATE] += len(dropped_characters)
-    kept_characters = [c for c in characters if c.character_id not in dropped_characters]
-    by_id = {c.character_id: c for c in kept_characters}
-    kept: list[Dialogue] = []
-    unchecked = 0
-    for dialogue in dialogues:
-        if config.copy_original is not None and dialogue.strategy == "rewrite":
-            unchecked += dialogue.question_id not in originals.answers
-        reason = _first_reason(dialogue, by_id, dropped_characters, config, originals)
-        if reason is None:
-            kept.append(dialogue)
-        else:
-            report.removed[reason.split(":")[0]] += 1
     if unchecked:
         where = f" (not found: {', '.join(originals.missing)})" if originals.missing else ""
         report.notes.append(f"copy_original: {unchecked} rewrite dialogues not checked, originals unavailable{where}")
-    report.characters_out, report.dialogues_out = len(kept_characters), len(kept)
-    write_jsonl(target / CHARACTERS, (c.model_dump_json() for c in kept_characters))
-    write_jsonl(target / DIALOGUES, (d.model_dump_json() for d in kept))
-    if preferences is not None:
-        survivors = {candidate_id(d.question_id, d.character_id, d.strategy) for d in kept}
-        kept_pairs = [p for p in preferences if p.pair_id in survivors]
-        report.preferences_in, report.preferences_out = len(preferences), len(kept_pairs)
-        write_jsonl(target / PREFERENCE_PAIRS, (p.model_dump_json() for p in kept_pairs))
-    with atomic_open(target / "filter_report.json") as stream:
-        stream.write(json.dumps({"config": config.model_dump(), **report.as_dict()}, indent=2))
+    write_json(target / FILTER_REPORT, {"config": config.model_dump(), **report.as_dict()})
     return target, report
+
+
+class _Characters:
+    """A dialogue's character, read from the store by id; the last few kept (dialogues come in
+    instruction order, so a character recurs far apart: the cache is small on purpose)."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self._cache: dict[str, Character | None] = {}
+
+    def get(self, character_id: str) -> Character | None:
+        if character_id not in self._cache:
+            if len(self._cache) >= 1024:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[character_id] = self.store.get_record(PROFILES, character_id, Character)
+        return self._cache[character_id]
 
 
 def _first_reason(
     dialogue: Dialogue,
-    characters: dict[str, Character],
+    characters: _Characters,
     dropped: dict[str, str],
     config: FiltersConfig,
     originals: Originals,

@@ -1,9 +1,10 @@
 """OpenAI Batch API files: export the calls a stage still needs, import the provider's answers.
 
-`export_*` runs the real stage (like a dry run) with a `generate` that answers from the run's call
-cache where it can and otherwise records the request, as the openai backend would send it, and
-stops that item. `import_results` puts each answer into the call cache under the same key, so
-rerunning the stage with the same options completes from the cache without calling anyone.
+`export_*` runs the real stage (built as the command builds it, `work.py`) over the items the
+executor would run (`triage`) through an engine whose cache misses record the request, as the
+openai backend would send it, and stop that item (`ExportEngine`). `import_results` puts each
+answer into the call cache under the same key, so rerunning the stage with the same options
+completes from the cache without calling anyone.
 
 A generated (G) dialogue needs one round per user turn: turn 2's request holds turn 1's answer,
 so it can only be exported once turn 1 has been imported.
@@ -16,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from opencharacter.backends import build_backend
 from opencharacter.backends.http_payload import build_payload, parse_response
@@ -24,17 +25,17 @@ from opencharacter.config import BackendConfig, ProfilesConfig, SynthesisConfig
 from opencharacter.engine import Engine
 from opencharacter.engine.engine import with_call_seed
 from opencharacter.errors import BackendError, ConfigError, InputError, ParseError
-from opencharacter.executors import Stage, WorkItem
-from opencharacter.records import Character, ChatRequest, Completion, Instruction, Persona, Strategy
-from opencharacter.stages import pairing
-from opencharacter.stages.dialogues import DialogueStage, applies, dialogue_items
-from opencharacter.stages.profiles import ProfileStage, profile_items
+from opencharacter.executors import Stage, StageResult, WorkItem
+from opencharacter.executors.base import triage
+from opencharacter.fileio import atomic_open
+from opencharacter.pipeline.work import ProfilesWork, SynthesisWork
+from opencharacter.records import ChatRequest, Completion, Instruction, Persona, Strategy
 from opencharacter.store import RunStore
+from opencharacter.store.identity import RunIdentity
+from opencharacter.store.layout import BATCH, existing_run
 from opencharacter.store.lock import RunLock
-from opencharacter.store.run_store import STORE_FILE
 
-T = TypeVar("T")
-BATCH_DIR = "batch"
+BATCH_DIR = BATCH
 CHAT_URL = "/v1/chat/completions"
 MAX_REQUESTS = 50_000  # OpenAI's per-file limits
 MAX_BYTES = 200 * 1024 * 1024
@@ -62,62 +63,34 @@ class ExportResult:
     """Pending G items with user turns after the exported one: another round follows the import."""
 
 
-class ExportGenerate:
-    """A `generate` that replays cached calls and records the first uncached one per item."""
+class ExportEngine(Engine):
+    """The engine, whose cache misses record the request (as the openai backend would send it) and
+    stop the item, instead of calling: the attempt loop, cache keys and seeds are the engine's own."""
 
-    def __init__(self, engine: Engine, model: str, result: ExportResult) -> None:
-        self.engine, self.model, self.result = engine, model, result
+    def __init__(self, backend: Any, store: RunStore, model: str, result: ExportResult) -> None:
+        super().__init__(backend, store)
+        self.model, self.result = model, result
         self.pending: ChatRequest | None = None
 
-    async def __call__(
-        self,
-        request: ChatRequest,
-        parse: Callable[[Completion], T],
-        *,
-        prompt_id: str,
-        max_attempts: int,
-        first_attempt: int = 0,
-        variant: int = 0,
-    ) -> tuple[T, int]:
-        last: ParseError | None = None
-        for attempt in range(first_attempt, first_attempt + max_attempts):  # as Engine.generate_parsed
-            key = self.engine.cache_key(request, prompt_id, attempt, variant)
-            cached = self.engine.store.get_call(key)
-            if cached is None:
-                self.pending = request
-                self.record(key, request, prompt_id)
-                raise _Pending
-            try:
-                return parse(cached), attempt - first_attempt + 1
-            except ParseError as exc:
-                last = exc
-        assert last is not None
-        raise last
-
-    def record(self, key: str, request: ChatRequest, prompt_id: str) -> None:
-        if key in self.result.index:  # two items asking the same call: the cache answers both
-            return
-        body = build_payload(with_call_seed(request, key), self.model)
-        self.result.requests.append({"custom_id": key, "method": "POST", "url": CHAT_URL, "body": body})
-        self.result.index[key] = {"prompt_id": prompt_id, "model": self.engine.backend.model_id}
+    async def call(self, request: ChatRequest, key: str, prompt_id: str) -> Completion:
+        self.pending = request
+        if key not in self.result.index:  # two items asking the same call: the cache answers both
+            body = build_payload(with_call_seed(request, key), self.model)
+            self.result.requests.append({"custom_id": key, "method": "POST", "url": CHAT_URL, "body": body})
+            self.result.index[key] = {"prompt_id": prompt_id, "model": self.backend.model_id}
+        raise _Pending
 
 
 async def _walk(
-    store: RunStore, stage: Stage[Any, Any], items: Iterable[WorkItem[Any]], generate: ExportGenerate,
+    store: RunStore, stage: Stage[Any, Any], items: Iterable[WorkItem[Any]], engine: ExportEngine,
     retry_failed: bool, turns_left: Callable[[WorkItem[Any]], bool],
 ) -> None:  # fmt: skip
-    result = generate.result
-    for item in items:
-        result.items += 1
-        if store.has_record(stage.name, item.id):
-            result.done += 1
-            continue
-        failure = store.get_failure(stage.name, item.id)
-        if failure is not None and not retry_failed:
-            result.failed_before += 1
-            continue
+    result = engine.result
+    seen = StageResult(result.stage, total=0)
+    for item, failure in triage(store, stage.name, items, seen, retry_failed=retry_failed):
+        engine.pending = None
         try:
-            await stage(item, generate, failure.attempts if failure else 0)
+            await stage(item, engine.generate_parsed, failure.attempts if failure else 0)
         except _Pending:
             result.pending_items += 1
             if turns_left(item):
@@ -127,26 +100,29 @@ async def _walk(
             result.would_fail += 1
             continue
         result.ready += 1
+    result.items += seen.total
+    result.done += seen.done_before
+    result.failed_before += seen.skipped_failed
 
 
 class _Exporter:
-    """The run's store and an engine on the teacher backend (built only for its cache keys)."""
+    """The run's store and an engine on the teacher backend (built only for its cache keys), with the
+    run's identity checked as the command that finishes from the cache will check it."""
 
-    def __init__(self, run_dir: Path, backend: BackendConfig, create: bool) -> None:
-        if not create and not (run_dir / STORE_FILE).exists():
-            raise ConfigError(f"{run_dir} is not a run directory yet: run `opencharacter profiles` first")
+    def __init__(self, run_dir: Path, backend: BackendConfig, create: bool, result: ExportResult) -> None:
+        if not create:
+            existing_run(run_dir)
         self.run_dir = run_dir
         self.lock = RunLock(run_dir, "batch export").acquire() if run_dir.exists() else None
         self.store = RunStore(run_dir)
         self.backend = build_backend(backend)
-        self.engine = Engine(self.backend, self.store)
-        teacher = self.store.get_meta("teacher")
-        if teacher is not None and teacher != self.backend.model_id:  # what RunSession would refuse on rerun
+        self.engine = ExportEngine(self.backend, self.store, backend.model, result)
+        self.identity = RunIdentity(self.store, run_dir)
+        try:
+            self.identity.teacher(self.backend.model_id, self.backend.decoding, record=False)
+        except BaseException:
             self.close()
-            raise ConfigError(
-                f"{run_dir} holds data made by {teacher}, not {self.backend.model_id}: "
-                "export with the run's model, or use a new --out"
-            )
+            raise
 
     def close(self) -> None:
         asyncio.run(self.backend.aclose())
@@ -156,66 +132,49 @@ class _Exporter:
 
 
 def export_profiles(
-    run_dir: str | Path, personas: Sequence[Persona], config: ProfilesConfig, backend: BackendConfig,
+    run_dir: str | Path, personas: Iterable[Persona], config: ProfilesConfig, backend: BackendConfig,
     retry_failed: bool = False, max_requests: int = MAX_REQUESTS, max_bytes: int = MAX_BYTES,
 ) -> ExportResult:  # fmt: skip
     """The profile calls `opencharacter profiles` would still make, as batch files under RUN/batch."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    exporter = _Exporter(run, backend, create=True)
+    result = ExportResult("profiles")
+    exporter = _Exporter(run, backend, True, result)
     try:
-        stage = ProfileStage(config.sampling, config.max_attempts, exporter.backend.model_id, config.prompt_version)
-        result = ExportResult("profiles")
-        generate = ExportGenerate(exporter.engine, backend.model, result)
-        asyncio.run(_walk(exporter.store, stage, profile_items(personas), generate, retry_failed, lambda _: False))
+        work = ProfilesWork(config, exporter.backend.model_id)
+        work.check(exporter.identity, record=False)
+        walk = _walk(exporter.store, work.stage, work.items(personas), exporter.engine, retry_failed, lambda _: False)
+        asyncio.run(walk)
     finally:
         exporter.close()
     return write_files(run, result, max_requests, max_bytes)
 
 
 def export_dialogues(
-    run_dir: str | Path, sources: Sequence[Sequence[Instruction]], strategy: Strategy, config: SynthesisConfig,
+    run_dir: str | Path, sources: Sequence[Iterable[Instruction]], strategy: Strategy, config: SynthesisConfig,
     backend: BackendConfig, retry_failed: bool = False, max_requests: int = MAX_REQUESTS, max_bytes: int = MAX_BYTES,
 ) -> ExportResult:  # fmt: skip
     """The dialogue calls `opencharacter synthesize --strategy S` would still make (this round), for
     each instruction file's instructions (`sources`) in the order `synthesize` is given them."""
     run = Path(run_dir)
-    exporter = _Exporter(run, backend, create=False)
+    result = ExportResult(strategy)
+    exporter = _Exporter(run, backend, False, result)
     try:
-        store = exporter.store
-        characters = {c.character_id: c for c in store.records("profiles", Character)}
-        pool = sorted(characters)
-        pairing.check_pool(len(pool), config.per_instruction)
-        recorded_meta = store.get_meta("pairing")
-        if recorded_meta is not None and recorded_meta["seed"] != config.seed:
-            raise ConfigError(f"{run} pairs instructions with seed {recorded_meta['seed']}, not {config.seed}")
-
-        def characters_for(instruction: Instruction) -> list[Character]:
-            # The pairing `synthesize` will record: drawn the same way, deterministically.
-            recorded = store.get_record(pairing.STAGE, instruction.question_id, pairing.InstructionPairing)
-            kept = recorded.character_ids if recorded is not None else []
-            ids = pairing.draw(instruction.question_id, pool, config.per_instruction, config.seed, kept)
-            return [characters[c] for c in ids]
-
-        paired = (
-            (index, instruction, characters_for(instruction))
-            for instructions in sources
-            for index, instruction in enumerate(instructions)
-            if applies(instruction, strategy)
-        )
-        stage = DialogueStage(config, exporter.backend.model_id)
-        result = ExportResult(strategy)
-        generate = ExportGenerate(exporter.engine, backend.model, result)
+        work = SynthesisWork(config, exporter.backend.model_id)
+        work.check(exporter.identity, [strategy], record=False)
+        work.pair(exporter.store, record=False)  # the pairing `synthesize` will record, drawn the same way
+        engine = exporter.engine
 
         def turns_left(item: WorkItem[Any]) -> bool:
             # The pending call answers the turn after those the cache answered; later turns wait.
-            if strategy != "generate" or generate.pending is None:
+            if strategy != "generate" or engine.pending is None:
                 return False
-            answered = sum(1 for m in generate.pending.messages if m.role == "assistant")
+            answered = sum(1 for m in engine.pending.messages if m.role == "assistant")
             return answered + 1 < len(item.payload.instruction.user_turns)
 
-        items = dialogue_items(paired, strategy, config.candidates)
-        asyncio.run(_walk(store, stage, items, generate, retry_failed, turns_left))
+        for instructions in sources:
+            items = work.items(instructions, strategy)
+            asyncio.run(_walk(exporter.store, work.stage, items, engine, retry_failed, turns_left))
     finally:
         exporter.close()
     return write_files(run, result, max_requests, max_bytes)
@@ -223,7 +182,7 @@ def export_dialogues(
 
 def write_files(run: Path, result: ExportResult, max_requests: int, max_bytes: int) -> ExportResult:
     """RUN/batch/<stage>-NNN.jsonl, split at the provider's limits, and the key index the import reads."""
-    folder = run / BATCH_DIR
+    folder = run / BATCH
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob(f"{result.stage}-[0-9][0-9][0-9].jsonl"):
         old.unlink()
@@ -232,7 +191,8 @@ def write_files(run: Path, result: ExportResult, max_requests: int, max_bytes: i
 
     def flush() -> None:
         path = folder / f"{result.stage}-{len(result.files) + 1:03d}.jsonl"
-        path.write_bytes(b"".join(chunk))
+        with atomic_open(path, "wb") as stream:
+            stream.write(b"".join(chunk))
         result.files.append(path)
 
     for request in result.requests:
@@ -247,7 +207,8 @@ def write_files(run: Path, result: ExportResult, max_requests: int, max_bytes: i
     index_path = folder / f"{result.stage}-index.json"
     index = json.loads(index_path.read_text("utf-8")) if index_path.exists() else {}
     index.update(result.index)  # kept across rounds: an older round's output can still be imported
-    index_path.write_text(json.dumps(index, separators=(",", ":")), "utf-8")
+    with atomic_open(index_path) as stream:
+        stream.write(json.dumps(index, separators=(",", ":")))
     return result
 
 
@@ -262,22 +223,20 @@ class ImportResult:
 
 def load_index(run: Path) -> dict[str, dict[str, str]]:
     index: dict[str, dict[str, str]] = {}
-    for path in sorted((run / BATCH_DIR).glob("*-index.json")):
+    for path in sorted((run / BATCH).glob("*-index.json")):
         index.update(json.loads(path.read_text("utf-8")))
     return index
 
 
 def import_results(run_dir: str | Path, files: Sequence[Path]) -> ImportResult:
     """Each answered line of a provider's batch output file into the run's call cache."""
-    run = Path(run_dir)
-    if not (run / STORE_FILE).exists():
-        raise ConfigError(f"{run} is not a run directory (no {STORE_FILE})")
+    run = existing_run(run_dir)
     for path in files:
         if not path.is_file():
             raise InputError(str(path), None, "no such file (give the batch output file the provider wrote)")
     index = load_index(run)
     if not index:
-        raise ConfigError(f"{run / BATCH_DIR} has no batch index: run `opencharacter batch export` first")
+        raise ConfigError(f"{run / BATCH} has no batch index: run `opencharacter batch export` first")
     result = ImportResult()
     with RunLock(run, "batch import"):
         store = RunStore(run)

@@ -1,4 +1,11 @@
-"""One command on one run directory (lock, store, backend, engine, executor), and how it ends.
+"""One command on one run directory, and how it ends.
+
+A `RunSession` is made of parts that each do one thing: `SessionResources` (the lock, the store, the
+teacher backend, the engine, the progress display and the executor: acquired together, released
+in reverse order), `RunIdentity` (the run's teacher and settings, checked against the command's),
+`Pricing` and `StageResults`. Constructing a session does no I/O; `open()` (or `with`) acquires the
+resources, and a failure half-way releases what it had taken, so no caller needs a
+`try/except BaseException` around it.
 
 `execute` runs a command's steps in an event loop and ends every command the same way, whether
 it came from the CLI, `run`, `demo`, `recipe` or the Python API:
@@ -14,28 +21,35 @@ it came from the CLI, `run`, `demo`, `recipe` or the Python API:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opencharacter.backends import Backend, build_backend
 from opencharacter.config import BackendConfig, ExecutorConfig, ModelPrice
 from opencharacter.engine import Engine, EngineStats
+from opencharacter.engine.costs import Pricing
 from opencharacter.engine.progress import StageProgress
-from opencharacter.errors import ConfigError, Interrupted, RunIncomplete
-from opencharacter.executors import Executor, ExecutorContext, StageResult, build_executor
+from opencharacter.errors import Interrupted
+from opencharacter.executors import Executor, ExecutorContext, build_executor
+from opencharacter.executors.base import StageResults
 from opencharacter.export.run_files import write_run_files
 from opencharacter.store import RunStore
+from opencharacter.store.identity import RunIdentity, flatten
+from opencharacter.store.layout import existing_run
 from opencharacter.store.lock import RunLock
-from opencharacter.store.run_store import STORE_FILE
 
 if TYPE_CHECKING:
     from opencharacter.filters import FilterReport
     from opencharacter.sources import LoadReport
+
+_flatten = flatten  # the name this module had for it
 
 
 class Reporter:
@@ -54,133 +68,201 @@ class Reporter:
         """One line of information (an export written, …)."""
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, dict):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): value}
-
-
 @dataclass
+class SessionResources:
+    """What an open session holds, acquired in `open` and released in reverse order."""
+
+    lock: RunLock
+    store: RunStore
+    backend: Backend
+    engine: Engine
+    progress: StageProgress
+    executor: Executor
+
+    @classmethod
+    def open(
+        cls,
+        run_dir: Path,
+        command: str,
+        backend_config: BackendConfig,
+        executor_config: ExecutorConfig,
+        show_progress: bool,
+    ) -> SessionResources:
+        """Lock, store, backend (its teacher checked against the run's), engine, executor; on any
+        failure, what was acquired so far is released before the error propagates."""
+        with contextlib.ExitStack() as undo:
+            lock = RunLock(run_dir, command).acquire()
+            undo.callback(lock.release)
+            store = RunStore(run_dir)
+            undo.callback(store.close)
+            backend = build_backend(backend_config)
+            RunIdentity(store).teacher(backend.model_id, backend.decoding)
+            engine = Engine(
+                backend, store, concurrency=backend_config.concurrency, max_retries=backend_config.max_retries
+            )
+            progress = StageProgress(engine.stats, enabled=show_progress)
+            undo.callback(progress.close)
+            executor = build_executor(
+                ExecutorContext(run_dir, store, backend_config, engine, executor_config, progress)
+            )
+            undo.pop_all()  # everything acquired: the session owns it now
+        return cls(lock, store, backend, engine, progress, executor)
+
+    def release(self) -> None:
+        """Store and lock, without writing files (for a session that never ran)."""
+        try:
+            self.progress.close()
+        finally:
+            try:
+                self.store.close()
+            finally:
+                self.lock.release()
+
+
 class RunSession:
-    """A locked run directory with its store, the teacher backend, an engine and an executor."""
+    """A command on a run directory: its resources, its run identity, its pricing and its results.
 
-    run_dir: Path
-    backend_config: BackendConfig
-    command: str
-    show_progress: bool = True
-    executor_config: ExecutorConfig = field(default_factory=ExecutorConfig)
-    create: bool = True
-    """False for commands that need an existing run (synthesize): a missing one is an error, and
-    nothing is created."""
-    store: RunStore = field(init=False)
-    backend: Backend = field(init=False)
-    engine: Engine = field(init=False)
-    progress: StageProgress = field(init=False)
-    executor: Executor = field(init=False)
-    results: list[StageResult] = field(default_factory=list)
-    prices: dict[str, ModelPrice] = field(default_factory=dict)
+    `with RunSession(...) as session:` opens it (or `open()`; an attribute that needs the resources,
+    such as `store` or `executor`, opens it on first use, as sessions always did); `execute` runs
+    the steps and closes it, writing the run files. Leaving the `with` block of a session that was
+    never executed releases it without touching its files.
+    """
 
-    def __post_init__(self) -> None:
-        self.run_dir = Path(self.run_dir)
+    def __init__(
+        self,
+        run_dir: str | Path,
+        backend_config: BackendConfig,
+        command: str,
+        show_progress: bool = True,
+        executor_config: ExecutorConfig | None = None,
+        create: bool = True,
+    ) -> None:
+        self.run_dir = Path(run_dir)
+        self.backend_config = backend_config
+        self.command = command
+        self.show_progress = show_progress
+        self.executor_config = executor_config or ExecutorConfig()
+        self.create = create
+        """False for commands that need an existing run (synthesize): a missing one is an error, and
+        nothing is created."""
+        self.results = StageResults()
+        self.pricing = Pricing()
         self.started_wall = time.time()
         self.started = time.monotonic()
-        if not self.create and not (self.run_dir / STORE_FILE).exists():
-            raise ConfigError(
-                f"{self.run_dir} is not a run directory yet: "
-                f"run `opencharacter profiles` first (with --out {self.run_dir})"
+        self._resources: SessionResources | None = None
+        self._identity: RunIdentity | None = None
+        self._finished = False
+
+    # -- lifetime ---------------------------------------------------------------------------------
+    def open(self) -> RunSession:
+        if self._finished:
+            raise RuntimeError(f"the {self.command} session on {self.run_dir} is closed")
+        if self._resources is None:
+            if not self.create:
+                existing_run(self.run_dir)
+            self._resources = SessionResources.open(
+                self.run_dir, self.command, self.backend_config, self.executor_config, self.show_progress
             )
-        self._lock = RunLock(self.run_dir, self.command).acquire()
+            self._identity = RunIdentity(self._resources.store, self.run_dir)
+            self.started_wall, self.started = time.time(), time.monotonic()
+        return self
+
+    def __enter__(self) -> RunSession:
+        return self.open()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if not self._finished:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Release the store and the lock of a session that never ran (its files are unchanged)."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._resources is not None:
+            self._resources.release()
+
+    async def close(self) -> None:
+        """Release everything and rewrite the run's files from the store (also after errors).
+
+        The backend and executor stay readable afterwards (the summary reads their counters)."""
+        resources = self._open_resources()
+        self._finished = True
         try:
-            self.store = RunStore(self.run_dir)
-            try:
-                self.backend = build_backend(self.backend_config)
-                self._check_teacher()
-            except BaseException:
-                self.store.close()
-                raise
-        except BaseException:
-            self._lock.release()
-            raise
-        self.engine = Engine(
-            self.backend,
-            self.store,
-            concurrency=self.backend_config.concurrency,
-            max_retries=self.backend_config.max_retries,
-        )
-        self.progress = StageProgress(self.engine.stats, enabled=self.show_progress)
-        self.executor = build_executor(
-            ExecutorContext(
-                self.run_dir, self.store, self.backend_config, self.engine, self.executor_config, self.progress
+            resources.progress.close()
+            await resources.executor.aclose()
+            await resources.backend.aclose()
+            stats = resources.executor.stats
+            resources.store.add_session(
+                self.command, self.started_wall, time.monotonic() - self.started, stats.new_calls, stats.cached_calls
             )
-        )
+            write_run_files(resources.store)
+        finally:
+            resources.store.close()
+            resources.lock.release()
+
+    def _open_resources(self) -> SessionResources:
+        if self._resources is None:
+            self.open()
+        assert self._resources is not None
+        return self._resources
+
+    # -- the parts, as the attributes a session always had ------------------------------------------
+    @property
+    def store(self) -> RunStore:
+        return self._open_resources().store
+
+    @property
+    def backend(self) -> Backend:
+        return self._open_resources().backend
+
+    @property
+    def engine(self) -> Engine:
+        return self._open_resources().engine
+
+    @property
+    def progress(self) -> StageProgress:
+        return self._open_resources().progress
+
+    @property
+    def executor(self) -> Executor:
+        return self._open_resources().executor
+
+    @executor.setter
+    def executor(self, executor: Executor) -> None:
+        """A wrapper around the session's executor (a shard's filter, a test's spy)."""
+        self._open_resources().executor = executor
+
+    @property
+    def identity(self) -> RunIdentity:
+        self._open_resources()
+        assert self._identity is not None
+        return self._identity
 
     @property
     def stats(self) -> EngineStats:
         return self.executor.stats
 
-    def _check_teacher(self) -> None:
-        """A run directory is one teacher's dataset: resuming with another model would silently mix
-        two models' answers (finished records are kept, new ones come from the new model)."""
-        recorded = self.store.get_meta("teacher")
-        decoding = self.backend.decoding
-        if recorded is None:
-            self.store.set_meta("teacher", self.backend.model_id)
-            self.store.set_meta("decoding", decoding)
-        elif recorded != self.backend.model_id:
-            self.store.close()
-            raise ConfigError(
-                f"{self.run_dir} holds data made by {recorded}, not {self.backend.model_id}: "
-                "use a new --out to make data with another model"
-            )
-        elif (before := self.store.get_meta("decoding")) != decoding:
-            self.store.close()
-            raise ConfigError(
-                f"{self.run_dir} holds data {recorded} decoded another way "
-                f"({before or 'an older version'}, now {decoding}): "
-                "use a new --out to make data with this version"
-            )
+    @property
+    def prices(self) -> dict[str, ModelPrice]:
+        return self.pricing.prices
 
+    # -- what commands ask of it --------------------------------------------------------------------
     def check_settings(self, key: str, settings: dict[str, Any], record: bool = True) -> None:
-        """Refuse to add `key` records made with other settings than the ones this run holds.
-
-        Record ids hash inputs only (a dialogue's id is its question, character and strategy), so
-        a rerun with another prompt version or sampling would keep the old records and add
-        new-recipe ones: a silently mixed dataset. Like a second teacher, that needs a new --out.
-        """
-        recorded = self.store.get_meta("settings", {})
-        before = recorded.get(key)
-        if before is not None and before != settings:
-            old, new = _flatten(before), _flatten(settings)
-            changed = [
-                f"{name} {old.get(name)!r} → {new.get(name)!r}"
-                for name in sorted(set(old) | set(new))
-                if old.get(name) != new.get(name)
-            ]
-            raise ConfigError(
-                f"{self.run_dir} holds {key} made with other settings ({'; '.join(changed)}): "
-                "use a new --out to make data with these settings"
-            )
-        if before is None and record:
-            recorded[key] = settings
-            self.store.set_meta("settings", recorded)
+        """Refuse to add `key` records made with other settings than the ones this run holds (see
+        `store/identity.py`: record ids hash inputs only, so that would be a silently mixed dataset)."""
+        self.identity.settings(key, settings, record=record)
 
     def use_prices(self, prices: Mapping[str, ModelPrice] | None) -> None:
-        """Price this command's tokens in the summary, and keep the list with the run so the dataset
-        card (rewritten by every later command) prices the whole run."""
-        from opencharacter.engine.costs import record_prices
-
-        self.prices = dict(prices or {})
-        record_prices(self.store, self.prices)
+        """Price this command's tokens in the summary, and keep the list with the run."""
+        self.pricing.use(self.store, prices)
 
     def command_cost(self) -> float | None:
         """US$ for the tokens this command spent, when the teacher has a price."""
-        from opencharacter.engine.costs import price_of
-
         stats = self.stats
-        return price_of(stats.prompt_tokens, stats.completion_tokens, self.prices.get(self.backend.model_id))
+        return self.pricing.cost(self.backend.model_id, stats.prompt_tokens, stats.completion_tokens)
 
     def record_config(self, key: str, value: Any) -> None:
         history = self.store.get_meta("commands", [])
@@ -189,40 +271,16 @@ class RunSession:
         self.store.set_meta("commands", history)
 
     def failure_reasons(self) -> Counter[str]:
-        reasons: Counter[str] = Counter()
-        for result in self.results:
-            reasons.update(result.reasons)
-        return reasons
+        return self.results.failure_reasons()
 
     def raise_if_incomplete(self) -> None:
-        failed = sum(result.unfinished for result in self.results)
-        if failed:
-            raise RunIncomplete(failed, sum(result.total for result in self.results))
-
-    def abandon(self) -> None:
-        """Release the store and the lock of a session that never ran (its files are unchanged)."""
-        self.store.close()
-        self._lock.release()
-
-    async def close(self) -> None:
-        """Release everything and rewrite the run's files from the store (also after errors)."""
-        try:
-            self.progress.close()
-            await self.executor.aclose()
-            await self.backend.aclose()
-            stats = self.stats
-            self.store.add_session(
-                self.command, self.started_wall, time.monotonic() - self.started, stats.new_calls, stats.cached_calls
-            )
-            write_run_files(self.store)
-        finally:
-            self.store.close()
-            self._lock.release()
+        self.results.raise_if_incomplete()
 
 
 def execute(session: RunSession, steps: Callable[[], Awaitable[None]], reporter: Reporter | None = None) -> None:
     """Run `steps()` on the session, close it (files written), report; raise on a signal or fatal error."""
     reporter = reporter or Reporter()
+    session.open()
     caught: list[int] = []
 
     async def main() -> None:

@@ -13,7 +13,6 @@ pairings, and the characters (`synthesize` pairs each instruction with character
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,14 +23,24 @@ from opencharacter.config import BackendConfig, ExecutorConfig, ProfilesConfig, 
 from opencharacter.engine import EngineStats
 from opencharacter.errors import ConfigError
 from opencharacter.executors import Executor, Stage, StageResult, WorkItem
-from opencharacter.executors.shards import RUN_DECISIONS, ShardSpec, mark_finished, open_shard, shard_dir
+from opencharacter.executors.shards import (
+    RUN_DECISIONS,
+    MergeReport,
+    ShardsIncomplete,
+    ShardSpec,
+    mark_finished,
+    open_shard,
+    shard_dir,
+)
+from opencharacter.executors.shards import merge_shards as merge_stores
+from opencharacter.export.run_files import write_run_files
 from opencharacter.pipeline.commands import LoadedSource, profiles_on, synthesis_on
 from opencharacter.pipeline.session import RunSession
 from opencharacter.records import Persona
 from opencharacter.stages import pairing
 from opencharacter.stages import profiles as profile_stage
-from opencharacter.store import RunStore
-from opencharacter.store.run_store import STORE_FILE
+from opencharacter.store import RunStore, transfer
+from opencharacter.store.layout import STORE, is_run
 
 SEEDED_STAGES = (profile_stage.STAGE, pairing.STAGE)
 """Records a shard needs from the run: every character (for pairing) and the pairings drawn so far."""
@@ -66,25 +75,27 @@ class ShardFilter:
 def seed_shard(run_dir: Path, spec: ShardSpec) -> None:
     """Copy into the shard store what the run store already holds and the shard must agree with."""
     open_shard(run_dir, spec).close()
-    source = run_dir / STORE_FILE
-    if not source.exists():
+    if not is_run(run_dir):
         return
     RunStore(run_dir).close()  # migrated to this version's schema, like the shard
-    db = sqlite3.connect(shard_dir(run_dir, spec) / STORE_FILE, isolation_level=None)
+    transfer.seed(shard_dir(run_dir, spec) / STORE, run_dir / STORE, SEEDED_STAGES, RUN_DECISIONS)
+
+
+def merge_shards(run_dir: str | Path, *, strict: bool = False) -> MergeReport:
+    """`opencharacter merge`: every shard store under `run_dir` into its run store, then the run files.
+
+    With `strict`, raises `ShardsIncomplete` (after writing the files) when a shard is missing or
+    unfinished, so the partial result is usable and a later merge completes it.
+    """
+    report = merge_stores(run_dir)
+    store = RunStore(run_dir)
     try:
-        db.execute("PRAGMA busy_timeout=10000")
-        db.execute("ATTACH DATABASE ? AS run", (str(source),))
-        db.execute("BEGIN IMMEDIATE")
-        marks = ",".join("?" * len(SEEDED_STAGES))
-        db.execute(
-            f"INSERT OR IGNORE INTO main.records SELECT * FROM run.records WHERE stage IN ({marks})", SEEDED_STAGES
-        )
-        keys = ",".join("?" * len(RUN_DECISIONS))
-        db.execute(f"INSERT OR IGNORE INTO main.meta SELECT * FROM run.meta WHERE key IN ({keys})", RUN_DECISIONS)
-        db.execute("COMMIT")
-        db.execute("DETACH DATABASE run")
+        report.files = write_run_files(store)
     finally:
-        db.close()
+        store.close()
+    if strict and (report.missing or report.unfinished):
+        raise ShardsIncomplete(report.missing, report.unfinished)
+    return report
 
 
 def _shard_session(run_dir: Path, spec: ShardSpec, backend: BackendConfig, command: str, show: bool) -> RunSession:
@@ -138,7 +149,7 @@ def run_synthesis_shard(
     """`synthesize --shard i/N`: this shard's dialogues, paired with the run's merged characters."""
     _check_executor(executor)
     run_dir = Path(run_dir)
-    if not (run_dir / STORE_FILE).exists():
+    if not is_run(run_dir):
         raise ConfigError(
             f"{run_dir} has no merged characters yet: run `opencharacter merge --run {run_dir}` "
             "after the profiles shards, then synthesize"

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from opencharacter.config import SynthesisConfig
@@ -32,13 +31,63 @@ STAGE = "dialogues"
 _MAX_ANSWER_CHARS = 4000
 
 
-@dataclass(frozen=True)
+CharacterLookup = Callable[[str], Character]
+"""A character id → its `Character` (e.g. read from the run store by id)."""
+
+
 class Pairing:
-    instruction: Instruction
-    character: Character
-    strategy: Strategy
-    candidate: int = 0
-    """Which of `synthesis.candidates` samples of this pairing the item makes (0: the only one when k = 1)."""
+    """One dialogue to make: an instruction, a character, a strategy and which candidate.
+
+    The character may be given as an id and a `lookup`: it is then read only when the stage needs
+    it, so the items a rerun skips (done, or failed before) never load a character, and a run with
+    20k characters keeps a handful in memory, not all of them. A pickled pairing carries the
+    character itself (a Ray worker has no lookup). `candidate` is which of `synthesis.candidates`
+    samples of the pairing the item makes (0: the only one when k = 1).
+    """
+
+    __slots__ = ("_character", "_lookup", "candidate", "character_id", "instruction", "strategy")
+
+    def __init__(
+        self,
+        instruction: Instruction,
+        character: Character | None = None,
+        strategy: Strategy = "generate",
+        candidate: int = 0,
+        *,
+        character_id: str | None = None,
+        lookup: CharacterLookup | None = None,
+    ) -> None:
+        if character is None and (character_id is None or lookup is None):
+            raise TypeError("Pairing needs a character, or a character_id and a lookup")
+        self.instruction, self.strategy, self.candidate = instruction, strategy, candidate
+        self.character_id = character.character_id if character is not None else character_id
+        self._character, self._lookup = character, lookup
+
+    @property
+    def character(self) -> Character:
+        """The character, read through the lookup the first time a stage asks for it."""
+        if self._character is None:
+            assert self._lookup is not None and self.character_id is not None
+            self._character = self._lookup(self.character_id)
+        return self._character
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.instruction, self.character, self.strategy, self.candidate))
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.instruction, self.character_id, self.strategy, self.candidate)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Pairing) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((self.instruction.question_id, self.character_id, self.strategy, self.candidate))
+
+    def __repr__(self) -> str:
+        return (
+            f"Pairing(question_id={self.instruction.question_id!r}, character_id={self.character_id!r}, "
+            f"strategy={self.strategy!r}, candidate={self.candidate})"
+        )
 
 
 def candidate_id(question_id: str, character_id: str, strategy: Strategy, candidate: int = 0) -> str:
@@ -55,9 +104,14 @@ def applies(instruction: Instruction, strategy: Strategy) -> bool:
 
 
 def dialogue_items(
-    pairs: Iterable[tuple[int, Instruction, list[Character]]], strategy: Strategy, candidates: int = 1
+    pairs: Iterable[tuple[int, Instruction, Sequence[Character | str]]],
+    strategy: Strategy,
+    candidates: int = 1,
+    lookup: CharacterLookup | None = None,
 ) -> Iterator[WorkItem[Pairing]]:
     """Work items, lazily, for the instructions `strategy` applies to (`index` is the source order).
+
+    Characters are `Character`s, or ids that `lookup` turns into characters when an item runs.
 
     With `candidates` k > 1, each pairing gives k items; candidate c > 0 sorts right after the ones
     before it (`….02`, `….02.01`, `….02.02`, `….03`), so a pair's candidates are adjacent in the
@@ -68,11 +122,13 @@ def dialogue_items(
             continue
         for slot, character in enumerate(characters):
             sort_key = f"{instruction.source}.{index:09d}.{strategy}.{slot:02d}"
+            given = {"character_id": character, "lookup": lookup} if isinstance(character, str) else {}
+            character_id = character if isinstance(character, str) else character.character_id
             for candidate in range(candidates):
                 yield WorkItem(
-                    candidate_id(instruction.question_id, character.character_id, strategy, candidate),
+                    candidate_id(instruction.question_id, character_id, strategy, candidate),
                     f"{sort_key}.{candidate:02d}" if candidate else sort_key,
-                    Pairing(instruction, character, strategy, candidate),
+                    Pairing(instruction, None if given else character, strategy, candidate, **given),  # type: ignore[arg-type]
                 )
 
 

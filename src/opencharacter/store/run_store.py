@@ -24,7 +24,7 @@ import json
 import sqlite3
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -32,13 +32,15 @@ from pydantic import BaseModel
 
 from opencharacter.errors import ConfigError
 from opencharacter.records import Completion, Failure
+from opencharacter.store.layout import STORE
 from opencharacter.store.migrations import migrate
 
 Model = TypeVar("Model", bound=BaseModel)
-STORE_FILE = "store.sqlite"
+STORE_FILE = STORE
 COMMIT_ROWS = 500
 COMMIT_SECONDS = 0.05
 PAGE_ROWS = 1000
+_IN_LIMIT = 500  # ids per `IN (…)` query: far below SQLite's 32766 host parameters
 # Larger pages for new stores: a dialogue (~4 KB) overflows a 4 KB page into a half-empty second
 # one; 16 KB pages hold three or four. Existing stores keep the page size they were made with.
 NEW_STORE_PAGE_SIZE = 16384
@@ -170,6 +172,32 @@ class RunStore:
         found = self._db.execute("SELECT 1 FROM records WHERE stage = ? AND id = ?", (stage, record_id))
         return found.fetchone() is not None
 
+    def _rows_among(self, table: str, columns: str, stage: str, ids: Sequence[str]) -> Iterator[tuple]:
+        """`SELECT columns FROM table` for `stage`'s rows among `ids`: one query per 500 ids."""
+        for start in range(0, len(ids), _IN_LIMIT):
+            chunk = ids[start : start + _IN_LIMIT]
+            marks = ",".join("?" * len(chunk))
+            yield from self._db.execute(
+                f"SELECT {columns} FROM {table} WHERE stage = ? AND id IN ({marks})", (stage, *chunk)
+            ).fetchall()
+
+    def records_among(self, stage: str, ids: Sequence[str]) -> set[str]:
+        """Which of `ids` have a record of `stage`: one query for a chunk of ids (resume's hot path)."""
+        return {row[0] for row in self._rows_among("records", "id", stage, ids)}
+
+    def failures_among(self, stage: str, ids: Sequence[str]) -> dict[str, Failure]:
+        """The recorded failures of `stage` among `ids`, by id."""
+        rows = self._rows_among("failures", "id, data", stage, ids)
+        return {item_id: Failure.model_validate_json(data) for item_id, data in rows}
+
+    def record_data_among(self, stage: str, ids: Sequence[str]) -> dict[str, str]:
+        """id → the stored JSON of `stage`'s records among `ids` (one query for a chunk of ids)."""
+        return dict(self._rows_among("records", "id, data", stage, ids))
+
+    def record_ids(self, stage: str) -> list[str]:
+        """Every record id of `stage`, sorted (the pairing's character pool: 20k ids, not 20k records)."""
+        return [row[0] for row in self._db.execute("SELECT id FROM records WHERE stage = ? ORDER BY id", (stage,))]
+
     def get_record(self, stage: str, record_id: str, model: type[Model]) -> Model | None:
         row = self._db.execute("SELECT data FROM records WHERE stage = ? AND id = ?", (stage, record_id)).fetchone()
         return model.model_validate_json(row[0]) if row else None
@@ -239,6 +267,16 @@ class RunStore:
                     counts[field][str(value)] = counts[field].get(str(value), 0) + n
         self.set_meta(cache_key, {"generation": generation, "counts": counts})
         return counts
+
+    def distinct_values(self, stage: str, field: str, where: dict[str, str] | None = None) -> set[str]:
+        """The distinct values of a top-level JSON field over `stage`'s records whose `where` fields equal
+        the given values, found by SQLite (no record is parsed in Python)."""
+        conditions, args = "", [f"$.{field}", stage]
+        for key, value in (where or {}).items():
+            conditions += " AND json_extract(data, ?) = ?"
+            args += [f"$.{key}", value]
+        rows = self._db.execute(f"SELECT DISTINCT json_extract(data, ?) FROM records WHERE stage = ?{conditions}", args)
+        return {row[0] for row in rows if row[0] is not None}
 
     def generation(self) -> int:
         """Bumped by every insert, replace or delete of a record or failure (triggers, schema v2)."""
