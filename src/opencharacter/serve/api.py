@@ -83,7 +83,8 @@ def _check_structure(payload: dict[str, Any], max_depth: int) -> None:
         if not isinstance(value, (dict, list)):
             continue
         if depth >= max_depth:
-            raise RequestRejected(f"{path or 'the body'}: nested deeper than {max_depth} levels", path or None)
+            top = re.split(r"[.\[]", path, maxsplit=1)[0] or None  # the parameter, not 64 levels of it
+            raise RequestRejected(f"{top or 'the body'}: nested deeper than {max_depth} levels", top)
         if isinstance(value, dict):
             for key, item in value.items():
                 if _SURROGATE.search(key):

@@ -281,16 +281,19 @@ def run_server(
     host: str,
     port: int,
     config: ServeConfig,
+    *,
     key: str | None,
-    model_names: Collection[str],
+    listed: list[str],
+    accepted: Collection[str],
     max_active: int,
 ) -> None:
     """Serve a backend in the foreground until interrupted (`opencharacter serve`)."""
 
     async def app() -> web.Application:
         admission = Admission(max_active, config.max_waiting)  # made on the loop that serves it
-        names = list(model_names)
-        return build_app(BackendResponder(backend), names[0], config, key=key, model_names=names, admission=admission)
+        responder = BackendResponder(backend)
+        options: dict[str, Any] = {"key": key, "model_names": accepted, "listed": listed, "admission": admission}
+        return build_app(responder, listed[0], config, **options)
 
     web.run_app(app(), host=host, port=port, print=None, access_log=None)
 
