@@ -175,3 +175,20 @@ def test_the_embedded_model_streams_its_first_token_before_the_last_is_generated
         pieces, done_at_first, answer = asyncio.run(read(url))
     assert done_at_first is False  # the first piece was read while the decode loop was still running
     assert len(pieces) > 10 and "".join(pieces) == answer  # streamed = the same greedy answer, whole
+
+
+@pytest.mark.slow
+def test_chat_streams_the_local_model_through_the_seam_in_pieces():
+    """`chat` has no decoding of its own any more: the transformers backend's `stream` feeds it."""
+    from opencharacter.chat.session import ChatModel
+
+    model = ChatModel(BackendConfig())
+    try:
+        assert model.streams
+        messages = [ChatMessage(role="user", content="Describe the sea in three sentences.")]
+        greedy = Sampling(temperature=0.0, max_tokens=40)
+        pieces = list(model.stream(messages, greedy))
+        whole = asyncio.run(build_backend(BackendConfig()).complete(ChatRequest(messages=messages, sampling=greedy)))
+    finally:
+        model.close()
+    assert len(pieces) > 10 and "".join(pieces) == whole.text
