@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from pydantic_core import PydanticUndefined
 
 from opencharacter.backends import build_backend
 from opencharacter.cli import options as opt
@@ -21,7 +22,13 @@ _FIELDS = ServeConfig.model_fields
 
 
 def _help(name: str) -> str:
-    return _FIELDS[name].description or ""
+    """The field's description, with its default (the flags default to None: "not given")."""
+    field = _FIELDS[name]
+    default = field.default
+    if name == "max_body":
+        default = f"{default // 2**20}MiB"
+    shown = f" Default: {default}." if default not in (None, PydanticUndefined) else ""
+    return (field.description or "") + shown
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -54,7 +61,7 @@ def serve(
         ),
     ] = None,
     max_body: Annotated[
-        str | None, typer.Option("--max-body", help=_help("max_body") + " E.g. 4MiB.", rich_help_panel="Limits")
+        str | None, typer.Option("--max-body", help=_help("max_body"), rich_help_panel="Limits")
     ] = None,
     max_messages: Annotated[
         int | None, typer.Option("--max-messages", help=_help("max_messages"), rich_help_panel="Limits")
