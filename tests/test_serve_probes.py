@@ -154,24 +154,27 @@ def test_max_tokens_past_the_context_is_a_400_in_vllms_words_and_seed_is_range_c
 # -- one 17 MB body, then a tiny request ------------------------------------------------------------
 
 
-def _big_then_tiny(url, big: bytes) -> tuple[tuple, float]:
+def _big_then_tiny(url, big: bytes) -> tuple[tuple, list[str]]:
+    """Send the big body, then a tiny request while it is being read; return the big outcome and the order
+    in which the two answers came back (an order, not a time: no timing threshold in tests)."""
     results: list = []
+    finished: list[str] = []
 
     def send_big():
         try:
             results.append(call(url, raw=big))
         except OSError as exc:  # the server may hang up on an oversized upload
             results.append((type(exc).__name__, None, None))
+        finished.append("big")
 
     sender = threading.Thread(target=send_big)
     sender.start()
     time.sleep(1.0)
-    started = time.perf_counter()
     status, _, _ = call(url, HELLO)
-    tiny_seconds = time.perf_counter() - started
+    finished.append("tiny")
     sender.join(60)
     assert status == 200
-    return results[0], tiny_seconds
+    return results[0], finished
 
 
 @pytest.mark.parametrize("limits", ["default", "raised"])
@@ -180,14 +183,15 @@ def test_a_17_mb_body_does_not_stall_a_tiny_request(limits):
     assert len(big) > 17_000_000
     raised = {"max_body": "32MiB", "max_messages": 10**6, "max_characters": 10**8}
     with serving(**(raised if limits == "raised" else {})) as (url, _):
-        outcome, tiny_seconds = _big_then_tiny(url, big)
+        outcome, finished = _big_then_tiny(url, big)
     if limits == "default":
         assert outcome[0] == 413  # refused before it is read
     else:
-        # Parsed and validated in a worker thread (seconds of CPU), then refused: it cannot fit.
+        # Parsed and validated in a worker thread (seconds of CPU), then refused: it cannot fit. The tiny
+        # request sent meanwhile is answered first: parsing does not hold the event loop (the issue's probe
+        # waited 12.9-14.3 s behind it; bench/streaming.py-style timings are measured outside the tests).
         assert outcome[0] == 400 and error(outcome[2])["param"] == "messages"
-    # The issue's probe: the tiny request waited 12.9–14.3 s behind it; the bound asked for is ~2 s.
-    assert tiny_seconds < 2.0, tiny_seconds
+        assert finished == ["tiny", "big"]
 
 
 # -- 1,000 concurrent requests ------------------------------------------------------------------------
