@@ -58,3 +58,27 @@ def test_interactive_chat_commands_history_and_recoverable_errors(tmp_path):
     assert KEEPER in keeper_call[0]["content"] and [m["role"] for m in keeper_call] == ["system", "user"]
     after_reset = json.loads(second.read_text())["messages"]
     assert len(after_reset) == 1 and KEEPER in after_reset[0]["content"]
+
+
+def test_an_untrusted_card_cannot_end_the_chat_or_reach_the_terminal_raw(tmp_path):
+    """A broken card is one error line and the chat goes on; escape codes in a card's name (which
+    could retitle or rewrite the terminal) are stripped from everything chat prints."""
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    card = tmp_path / "evil.json"
+    evil = "\x1b]0;pwned\x07Evil\x1b[2J Eve"
+    data = {"name": evil, "description": "A " + "\x1b[31m" + "red herring.", "first_mes": "Hi."}
+    card.write_text(json.dumps({"spec": "chara_card_v2", "spec_version": "2.0", "data": data}))
+    lines = [f"/character {broken}", "Still there?", f"/character {card}", "Who are you?", "/quit"]
+    with serve_in_thread(ScriptedResponder()) as url:
+        done = subprocess.run(
+            [sys.executable, "-m", "opencharacter", "chat", "--backend", "openai", "--base-url", url,
+             "--model", "served", "--character", SAILOR],
+            input="\n".join(lines) + "\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and str(broken) in errors[0]
+    assert "echo: Still there?" in done.stdout and "echo: Who are you?" in done.stdout
+    assert "\x1b" not in done.stdout + done.stderr and "\x07" not in done.stdout + done.stderr
+    assert "(now chatting with " in done.stderr and "Eve)" in done.stderr  # the name, made harmless

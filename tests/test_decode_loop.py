@@ -111,3 +111,26 @@ def test_same_tokens_as_transformers_generate_with_finished_rows_leaving(local, 
     assert finished_early >= 2  # the prompts were chosen so that some rows stop early...
     assert sizes.sizes[0] == len(QUESTIONS) and sizes.sizes[-1] < len(QUESTIONS)  # ...and those rows left
     assert sizes.sizes == sorted(sizes.sizes, reverse=True)
+
+
+def test_a_token_observer_sees_every_token_as_made_and_can_stop_one_row(local):
+    """Streaming's hook: each step's tokens reach the observer; a row it stops (a client that hung
+    up) leaves the batch at once, and the other rows decode exactly as without it."""
+    input_ids, attention, _, processors = batch(local, 0.0, None)
+    eos = local._eos_ids()
+    seen: dict[int, list[int]] = {}
+    steps = []
+
+    def observe(rows, tokens):
+        steps.append(len(rows))
+        for row, token in zip(rows, tokens, strict=True):
+            seen.setdefault(row, []).append(token)
+        return {1} if len(seen[1]) == 3 else ()
+
+    with torch.inference_mode():
+        plain = decode(local.model, input_ids, attention, MAX_TOKENS, eos, processors(None))
+        observed = decode(local.model, input_ids, attention, MAX_TOKENS, eos, processors(None), observe)
+    assert observed[1] == plain[1][:3]  # stopped after its third token, without an end-of-sequence token
+    assert [row for i, row in enumerate(observed) if i != 1] == [row for i, row in enumerate(plain) if i != 1]
+    assert seen == dict(enumerate(observed))  # every token, in order, as it was made
+    assert steps[0] == len(QUESTIONS) and steps[3] <= steps[2] - 1  # row 1 had left the batch

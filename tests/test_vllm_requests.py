@@ -126,6 +126,7 @@ class FakeEngine:
     def __init__(self, args, expected: int) -> None:
         self.args, self.expected = args, expected
         self.submitted: list[tuple] = []
+        self.deltas_made = 0
         self.all_in = asyncio.Event()
         self.shut_down = False
 
@@ -137,6 +138,14 @@ class FakeEngine:
         if params.kwargs.get("max_tokens") == 13:
             raise ValueError("prompt is longer than max_model_len")
         ids = prompt["prompt_token_ids"]
+        if params.kwargs["output_kind"] == "delta":  # vLLM's incremental output: new text and ids only
+            for index, word in enumerate(["Once ", "upon ", "a ", "time."]):
+                self.deltas_made = index + 1
+                finished = index == 3
+                output = types.SimpleNamespace(text=word, token_ids=[index], finish_reason="stop" if finished else None)
+                yield types.SimpleNamespace(outputs=[output], prompt_token_ids=ids, finished=finished)
+                await asyncio.sleep(0.05)
+            return
         output = types.SimpleNamespace(text=f"answer to {len(ids)} tokens", finish_reason="length", token_ids=[1, 2])
         yield types.SimpleNamespace(outputs=[output], prompt_token_ids=ids, finished=True)
 
@@ -171,7 +180,7 @@ def fake_vllm(monkeypatch):
     vllm.AsyncLLMEngine = AsyncLLMEngine
     sampling_params = types.ModuleType("vllm.sampling_params")
     sampling_params.StructuredOutputsParams = type("StructuredOutputsParams", (Recorded,), {})
-    sampling_params.RequestOutputKind = types.SimpleNamespace(FINAL_ONLY="final-only")
+    sampling_params.RequestOutputKind = types.SimpleNamespace(FINAL_ONLY="final-only", DELTA="delta")
     lora_request = types.ModuleType("vllm.lora.request")
     lora_request.LoRARequest = type("LoRARequest", (Recorded,), {})
     exceptions = types.ModuleType("vllm.v1.engine.exceptions")
@@ -247,6 +256,29 @@ def test_engine_start_failure_is_fatal_and_a_rejected_request_is_a_backend_error
     assert asyncio.run(backend.complete(chat("hi again"))).text.startswith("answer to")
     assert len(fake_vllm.engines) == 1
     asyncio.run(backend.aclose())
+
+
+def test_stream_yields_vllms_delta_outputs_as_the_engine_makes_them(fake_vllm):
+    backend = build_backend(BackendConfig(backend="vllm", model=resolve_model_path("embedded")))
+
+    async def main():
+        pieces, made_at_first = [], None
+        try:
+            async for event in backend.stream(chat("Tell me a story.", temperature=0.0)):
+                if event.text and made_at_first is None:
+                    made_at_first = fake_vllm.engines[0].deltas_made
+                pieces.append(event)
+            return pieces, made_at_first
+        finally:
+            await backend.aclose()
+
+    events, made_at_first = asyncio.run(main())
+    [engine] = fake_vllm.engines
+    assert engine.submitted[0][1].kwargs["output_kind"] == "delta"
+    assert [e.text for e in events] == ["Once ", "upon ", "a ", "time.", ""]
+    assert made_at_first == 1  # the first piece was read before the engine made the second
+    final = events[-1].final
+    assert final.text == "Once upon a time." and final.finish_reason == "stop" and final.completion_tokens == 4
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")

@@ -2,11 +2,17 @@
 
 Backends do one call and report failures as `BackendError(retryable=...)`; retries, concurrency,
 caching and progress belong to the engine, so every backend gets them the same way.
+
+Declared capabilities say what else a backend can do; callers read them instead of a backend's
+name. `stream` is one: `Backend.stream(request)` yields the answer's text as it is generated
+(`serve`'s server-sent events, `chat`'s live output). Every backend has `stream`; one without the
+capability yields its whole answer as one event, so callers need no second code path.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
@@ -24,6 +30,26 @@ class Capabilities:
     """Honours `ChatRequest.response_schema` (server-side response_format or constrained decoding)."""
     local: bool = False
     """Runs in this process; the engine keeps enough requests in flight to fill its batches."""
+    stream: bool = False
+    """`stream()` yields text as the model makes it (else the whole answer as one event)."""
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One step of a streamed answer: new text, and on the last event the whole completion."""
+
+    text: str = ""
+    """Text made since the previous event (may be empty on the last one)."""
+    final: Completion | None = None
+    """Set on the last event only: the answer as `complete` returns it (finish reason, token counts)."""
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    """What a request takes of the model's context, for callers that cap `max_tokens` (`serve`)."""
+
+    prompt_tokens: int
+    context_window: int
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,23 @@ class Backend(ABC):
     @abstractmethod
     async def complete(self, request: ChatRequest) -> Completion:
         """One chat completion. Raise BackendError (retryable or not) on failure."""
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        """The answer as it is generated; the last event carries the completion.
+
+        Closing the iterator early (a client that hung up) stops the work where the backend can.
+        This default, for backends without the `stream` capability, yields the whole answer once.
+        """
+        completion = await self.complete(request)
+        yield StreamEvent(completion.text, completion)
+
+    def token_budget(self, request: ChatRequest) -> TokenBudget | None:
+        """The request's prompt length and the model's context window, where this process knows
+        them (a local model); None where a server elsewhere enforces its own limit.
+
+        May tokenise (and load the model on first use): call it off the event loop.
+        """
+        return None
 
     def endpoint_stats(self) -> list[EndpointStats]:
         """Per-server counts for the summary; empty for backends that are not servers."""

@@ -10,17 +10,26 @@ Decoding is otherwise the same as `generate(do_sample=False)` with the given log
 prefill of the left-padded prompts with positions from the attention mask, one token per step, the
 processors applied in order, then the most likely token. A processor that keeps per-row state
 implements `keep(indices)`, which is called with the rows that remain whenever some leave.
+
+Streaming lives here too: an `on_tokens` observer sees each step's new tokens as they are made (for
+`Backend.stream`: a streamed answer shows its first token after one step, not after the batch), and
+may name rows to stop, which then leave the batch like finished ones (a client that hung up).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 
 class RowProcessor(Protocol):
     def __call__(self, input_ids: Any, scores: Any) -> Any: ...
+
+
+TokenObserver = Callable[[list[int], list[int]], Collection[int]]
+"""`on_tokens(rows, tokens)`: the original row numbers still decoding and the token each just made;
+returns the rows (original numbers) to stop now, e.g. those whose listener went away."""
 
 
 def decode(
@@ -30,11 +39,12 @@ def decode(
     max_new_tokens: int,
     eos_ids: set[int],
     processors: Sequence[RowProcessor],
+    on_tokens: TokenObserver | None = None,
 ) -> list[list[int]]:
     """Each row's new tokens, ending with its end-of-sequence token when it stopped before the limit.
 
     Must run under `torch.inference_mode()`. `input_ids` and `attention` are (rows, width), the
-    prompts left-padded to the same width.
+    prompts left-padded to the same width. A row stopped by `on_tokens` ends without one.
     """
     import torch
 
@@ -56,10 +66,15 @@ def decode(
         tokens = scores.argmax(dim=-1)
         sequences = torch.cat([sequences, tokens[:, None]], dim=-1)
         kept = []
-        for index, token in enumerate(tokens.tolist()):
+        made_now = tokens.tolist()
+        for index, token in enumerate(made_now):
             made[live[index]].append(token)
             if token not in eos_ids:
                 kept.append(index)
+        if on_tokens is not None:
+            stopped = on_tokens(list(live), made_now)
+            if stopped:
+                kept = [index for index in kept if live[index] not in stopped]
         if not kept or step == max_new_tokens - 1:
             break
         attention = torch.cat([attention, attention.new_ones((attention.shape[0], 1))], dim=-1)

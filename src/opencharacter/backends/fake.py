@@ -5,6 +5,8 @@ built from the schema, text requests echo the last user message tagged with the 
 prompts get a deterministic 'Score: N'.
 Options (`BackendConfig.options`) inject faults: `fail_every` (non-retryable error on every
 n-th distinct request), `invalid_json_first` (invalid JSON on first tries), `delay` (seconds).
+`stream` yields the answer word by word, `token_delay` seconds apart (a slow model, for streaming
+tests); `context_window` (default 8192, in words) is what `token_budget` reports.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+from collections.abc import AsyncIterator
 from typing import Any
 
-from opencharacter.backends.base import Backend, Capabilities
+from opencharacter.backends.base import Backend, Capabilities, StreamEvent, TokenBudget
 from opencharacter.errors import BackendError
 from opencharacter.hashing import canonical_json, content_hash
 from opencharacter.records import ChatRequest, Completion
@@ -60,11 +63,13 @@ def fake_value(schema: dict[str, Any], seed: str, root: dict[str, Any]) -> Any:
 
 
 class FakeBackend(Backend):
-    capabilities = Capabilities(structured_output=True, local=True)
+    capabilities = Capabilities(structured_output=True, local=True, stream=True)
 
     def __init__(self, config: Any) -> None:
         super().__init__(config)
         self.calls = 0
+        self.streamed = 0
+        """Pieces `stream` has handed out so far (tests read it to see text left before the end)."""
         self._seen: dict[str, int] = {}
 
     @property
@@ -98,6 +103,20 @@ class FakeBackend(Backend):
                 text += " " + _system_words(system, int(options["sample_system_words"]), request.sampling.seed)
         words = sum(len(m.content.split()) for m in request.messages)
         return Completion(text=text, prompt_tokens=words, completion_tokens=len(text.split()))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        completion = await self.complete(request)
+        delay = float(self.config.options.get("token_delay", 0))
+        for piece in re.findall(r"\S+\s*|\s+", completion.text):
+            yield StreamEvent(piece)
+            self.streamed += 1
+            if delay:
+                await asyncio.sleep(delay)
+        yield StreamEvent("", completion)
+
+    def token_budget(self, request: ChatRequest) -> TokenBudget:
+        words = sum(len(m.content.split()) for m in request.messages)
+        return TokenBudget(words, int(self.config.options.get("context_window", 8192)))
 
 
 def _system_words(system: str, count: int, seed: int) -> str:

@@ -59,11 +59,24 @@ def server_message(body: bytes, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-def fatal_message(status: int, base_url: str, chat_url: str, model: str, key_env: str, has_key: bool, said: str) -> str:
-    """The one line for an answer no retry can fix (401, 403, 404)."""
+def fatal_message(
+    status: int,
+    base_url: str,
+    chat_url: str,
+    model: str,
+    key_env: str,
+    has_key: bool,
+    said: str,
+    withheld: str | None = None,
+) -> str:
+    """The one line for an answer no retry can fix (401, 403, 404). `withheld`: why a key that is
+    set was not sent to this server (the key-routing rule), and how to send it."""
     head = f"{base_url} answered {status_phrase(status)}"
     if status == 401:
-        fix = f"check ${key_env}" if has_key else f"no API key was sent: set ${key_env}"
+        if withheld:
+            fix = f"no API key was sent: {withheld}"
+        else:
+            fix = f"check ${key_env}" if has_key else f"no API key was sent: set ${key_env}"
         return f"{head}: {fix}" + (f" (server said: {said})" if said else "")
     if status == 403:
         return f"{head}: the key in ${key_env} may not use model {model!r}" + (

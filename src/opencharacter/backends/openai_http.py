@@ -12,7 +12,12 @@ What the engine's retries cannot do well lives here, per call:
   first answer wins; a call with no answer after 10× the p99 latency is cut and its retry gets the
   full `timeout`, so a slow-but-healthy call costs one extra try, never the item;
 - fail fast: 401/403/404 and a server nobody can connect to raise FatalBackendError;
-- structured output: json_schema → json_object → prompt, per endpoint, as the server accepts.
+- structured output: json_schema → json_object → prompt, per endpoint, as the server accepts;
+- the API key only where it is meant to go (backends/http_keys.py), never across a redirect.
+
+`stream` passes the server's own stream through (`stream: true`, backends/http_stream.py), with the
+same fleet, limits and refusal handling; a stream is not hedged (its text is already on its way),
+and a failure before its first piece is re-sent once, as a call is.
 """
 
 from __future__ import annotations
@@ -23,11 +28,13 @@ import os
 import random
 import time
 from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from opencharacter.backends.base import Backend, Capabilities, EndpointStats
+from opencharacter.backends.base import Backend, Capabilities, EndpointStats, StreamEvent
 from opencharacter.backends.http_errors import (
     OVERLOAD_STATUS,
     RETRYABLE_STATUS,
@@ -36,6 +43,7 @@ from opencharacter.backends.http_errors import (
     server_message,
 )
 from opencharacter.backends.http_fleet import Endpoint, Fleet
+from opencharacter.backends.http_keys import OPENAI_URL, key_destinations, warn_plain_http, withheld_hint
 from opencharacter.backends.http_limits import RateCaps
 from opencharacter.backends.http_payload import (
     build_payload,
@@ -43,11 +51,10 @@ from opencharacter.backends.http_payload import (
     next_structured_mode,
     parse_response,
 )
+from opencharacter.backends.http_stream import read_chat_stream
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, ConfigError, FatalBackendError
 from opencharacter.records import ChatRequest, Completion
-
-OPENAI_URL = "https://api.openai.com/v1"
 
 # Hedging: after HEDGE_MIN_SAMPLES answers, a call still unanswered after
 # max(HEDGE_FLOOR, HEDGE_MULTIPLIER × p95) gets a copy, and another at twice that; at most
@@ -69,6 +76,14 @@ try:  # the `speed` extra: ~7 % less client CPU per call (bench/pipeline_scale.p
 except ImportError:  # pragma: no cover - exercised without the extra
     _dumps, _loads = (lambda value: json.dumps(value).encode("utf-8")), json.loads
 _JSON_BODY = {"Content-Type": "application/json"}
+
+
+@dataclass
+class _Waiting:
+    """How long one copy of a call may keep waiting out 429/503 answers, and how often it did."""
+
+    give_up_at: float
+    overloads: int = 0
 
 
 def _call_key(request: ChatRequest) -> int:
@@ -195,7 +210,7 @@ class _Race:
 
 
 class OpenAIBackend(Backend):
-    capabilities = Capabilities(structured_output=True, local=False)
+    capabilities = Capabilities(structured_output=True, local=False, stream=True)
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -210,8 +225,13 @@ class OpenAIBackend(Backend):
         self._has_key = bool(key)
         self._mask = KeyMask(key)
         self._headers = {"Content-Type": "application/json"}
-        if key:
-            self._headers["Authorization"] = f"Bearer {key}"
+        # Per server, not per session: the key is attached only where it is meant to go.
+        keyed = key_destinations(config, self.base_urls) if key else [False] * len(self.base_urls)
+        bearer = {"Authorization": f"Bearer {key}"}
+        self._auth = {url: bearer for url, sent in zip(self.base_urls, keyed, strict=True) if sent}
+        # Built once per server: a JSON body (sent pre-encoded, see `_dumps`) and the key where it belongs.
+        self._post_headers = {url: {**_JSON_BODY, **self._auth.get(url, {})} for url in self.base_urls}
+        warn_plain_http(self.base_urls, keyed, config.api_key_env)
         self.fleet = Fleet(self.base_urls, config.concurrency, config.adaptive_concurrency)
         self.caps = RateCaps(config.requests_per_minute, config.tokens_per_minute)
         self._session: aiohttp.ClientSession | None = None
@@ -237,13 +257,10 @@ class OpenAIBackend(Backend):
     # -- one copy of a call ----------------------------------------------------------------
 
     async def _copy(self, race: _Race, avoid: Endpoint | None, hedge: bool, primary: bool) -> Completion:
-        give_up_waiting = time.monotonic() + self.config.rate_limit_wait
-        overloads = redirects = 0
+        waiting = _Waiting(time.monotonic() + self.config.rate_limit_wait)
+        redirects = 0
         while True:
-            reserved = 0.0
-            if self.caps.active:
-                tokens = estimated_tokens(build_payload(race.request, self.config.model))
-                reserved = await self.caps.acquire(tokens)
+            reserved = await self._reserve(race.request)
             endpoint = await self.fleet.acquire(avoid)
             if hedge:
                 endpoint.hedges += 1
@@ -255,23 +272,11 @@ class OpenAIBackend(Backend):
             try:
                 status, retry_after, body = await self._post(endpoint, payload)
             except aiohttp.ClientConnectorError as exc:
-                self.fleet.failed(endpoint, refused=True)
-                if self.fleet.all_refused_before_success():
-                    raise FatalBackendError(self._refused_message(exc)) from None
-                if redirects < len(self.fleet.endpoints) and self.fleet.has_other_up(endpoint):
-                    redirects += 1  # it never reached the server: safe to send elsewhere at once
-                    continue
-                raise BackendError(self._mask(f"{endpoint.base_url}: cannot connect: {exc}"), retryable=True) from None
-            except asyncio.TimeoutError:
-                self.fleet.failed(endpoint)
-                raise BackendError(
-                    f"{endpoint.base_url}: no answer within {self.config.timeout:g}s", retryable=True
-                ) from None
-            except aiohttp.ClientError as exc:
-                self.fleet.failed(endpoint)
-                raise BackendError(
-                    self._mask(f"{endpoint.base_url}: {type(exc).__name__}: {exc}"), retryable=True
-                ) from None
+                self._redirect_or_raise(endpoint, exc, redirects)
+                redirects += 1  # it never reached the server: safe to send elsewhere at once
+                continue
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                raise self._transport_error(endpoint, exc) from None
             finally:
                 self.fleet.release(endpoint)
             latency = time.monotonic() - started
@@ -282,51 +287,155 @@ class OpenAIBackend(Backend):
                     self.fleet.failed(endpoint)
                     message = exc.message if isinstance(exc, BackendError) else "malformed JSON"
                     raise BackendError(f"{endpoint.base_url} answered {message}", status=200, retryable=True) from None
-                self.fleet.succeeded(endpoint, latency)
-                self.caps.settle(reserved, completion.prompt_tokens + completion.completion_tokens)
+                self._succeeded(endpoint, latency, reserved, completion)
                 return completion
             if primary:
                 race.disarm()
-            said = self._mask(server_message(body))
-            if status in OVERLOAD_STATUS:
-                endpoint.rate_limited += 1
-                endpoint.limit.on_overload(epoch)
-                overloads += 1
-                wait = retry_after if retry_after is not None else min(5.0, 0.01 * 2**overloads)
-                wait *= random.uniform(0.8, 1.2)
-                if time.monotonic() + wait > give_up_waiting:
-                    raise BackendError(
-                        f"{endpoint.base_url} kept answering {status} for {self.config.rate_limit_wait:g}s: {said}",
-                        status=status,
-                        retryable=True,
-                    )
-                await asyncio.sleep(wait)
-                continue
-            if status in (401, 403, 404):
-                message = fatal_message(
-                    status,
-                    endpoint.base_url,
-                    endpoint.chat_url,
-                    self.config.model,
-                    self.config.api_key_env,
-                    self._has_key,
-                    said,
+            await self._after_refusal(race.request, endpoint, epoch, payload, status, retry_after, body, waiting)
+
+    async def _reserve(self, request: ChatRequest) -> float:
+        if not self.caps.active:
+            return 0.0
+        return await self.caps.acquire(estimated_tokens(build_payload(request, self.config.model)))
+
+    def _succeeded(self, endpoint: Endpoint, latency: float, reserved: float, completion: Completion) -> None:
+        self.fleet.succeeded(endpoint, latency)
+        self.caps.settle(reserved, completion.prompt_tokens + completion.completion_tokens)
+
+    def _redirect_or_raise(self, endpoint: Endpoint, exc: aiohttp.ClientConnectorError, redirects: int) -> None:
+        """A connection that never reached the server: returns when it may go to another server
+        at once, else raises the error it is."""
+        self.fleet.failed(endpoint, refused=True)
+        if self.fleet.all_refused_before_success():
+            raise FatalBackendError(self._refused_message(exc)) from None
+        if redirects < len(self.fleet.endpoints) and self.fleet.has_other_up(endpoint):
+            return
+        raise BackendError(self._mask(f"{endpoint.base_url}: cannot connect: {exc}"), retryable=True) from None
+
+    def _transport_error(self, endpoint: Endpoint, exc: BaseException) -> BackendError:
+        self.fleet.failed(endpoint)
+        if isinstance(exc, asyncio.TimeoutError):
+            return BackendError(f"{endpoint.base_url}: no answer within {self.config.timeout:g}s", retryable=True)
+        return BackendError(self._mask(f"{endpoint.base_url}: {type(exc).__name__}: {exc}"), retryable=True)
+
+    async def _after_refusal(
+        self,
+        request: ChatRequest,
+        endpoint: Endpoint,
+        epoch: int,
+        payload: dict[str, Any],
+        status: int,
+        retry_after: float | None,
+        body: bytes,
+        waiting: _Waiting,
+    ) -> None:
+        """A non-200 answer: returns when the call should go again (after waiting out an overload,
+        or in a weaker structured form), else raises the error it is."""
+        said = self._mask(server_message(body))
+        if status in OVERLOAD_STATUS:
+            endpoint.rate_limited += 1
+            endpoint.limit.on_overload(epoch)
+            waiting.overloads += 1
+            wait = retry_after if retry_after is not None else min(5.0, 0.01 * 2**waiting.overloads)
+            wait *= random.uniform(0.8, 1.2)
+            if time.monotonic() + wait > waiting.give_up_at:
+                raise BackendError(
+                    f"{endpoint.base_url} kept answering {status} for {self.config.rate_limit_wait:g}s: {said}",
+                    status=status,
+                    retryable=True,
                 )
-                raise FatalBackendError(self._mask(message), status)
-            if race.request.response_schema is not None:
-                weaker = next_structured_mode(endpoint.structured, status, said)
-                if weaker is not None:
-                    if endpoint.structured == payload_mode(payload):
-                        endpoint.structured = weaker
-                    continue
-            if status >= 500:
-                self.fleet.failed(endpoint)
-            raise BackendError(
-                f"{endpoint.chat_url} answered {status}: {said}", status=status, retryable=status in RETRYABLE_STATUS
+            await asyncio.sleep(wait)
+            return
+        if status in (401, 403, 404):
+            keyed = endpoint.base_url in self._auth
+            message = fatal_message(
+                status,
+                endpoint.base_url,
+                endpoint.chat_url,
+                self.config.model,
+                self.config.api_key_env,
+                keyed,
+                said,
+                withheld=withheld_hint(self.config.api_key_env) if self._has_key and not keyed else None,
             )
+            raise FatalBackendError(self._mask(message), status)
+        if request.response_schema is not None:
+            weaker = next_structured_mode(endpoint.structured, status, said)
+            if weaker is not None:
+                if endpoint.structured == payload_mode(payload):
+                    endpoint.structured = weaker
+                return
+        if status >= 500:
+            self.fleet.failed(endpoint)
+        if 300 <= status < 400:
+            said = f"a redirect to {self._mask(said or 'elsewhere')}, which is not followed (the key would go with it)"
+        raise BackendError(
+            f"{endpoint.chat_url} answered {status}: {said}", status=status, retryable=status in RETRYABLE_STATUS
+        )
+
+    # -- streaming -------------------------------------------------------------------------
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        self._calls += 1
+        resent = False
+        while True:
+            started = False
+            try:
+                async for event in self._stream_copy(request):
+                    started = True
+                    yield event
+                return
+            except BackendError as exc:
+                # One quick re-send before any text went out, as `complete` does; after that the
+                # caller has shown part of an answer, and only it can decide to ask again.
+                if started or resent or not exc.retryable or isinstance(exc, FatalBackendError):
+                    raise
+                resent = True
+
+    async def _stream_copy(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        waiting = _Waiting(time.monotonic() + self.config.rate_limit_wait)
+        redirects = 0
+        while True:
+            reserved = await self._reserve(request)
+            endpoint = await self.fleet.acquire()
+            epoch = endpoint.limit.epoch
+            payload = build_payload(request, self.config.model, endpoint.structured)
+            payload.update(stream=True, stream_options={"include_usage": True})
+            started = time.monotonic()
+            try:
+                async with self._client().post(
+                    endpoint.chat_url,
+                    data=_dumps(payload),
+                    headers=self._post_headers[endpoint.base_url],
+                    allow_redirects=False,
+                ) as response:
+                    if response.status == 200:
+                        content_type = response.headers.get("Content-Type", "")
+                        async for event in read_chat_stream(
+                            endpoint.base_url, content_type, response.content.iter_any()
+                        ):
+                            if event.final is not None:
+                                self._succeeded(endpoint, time.monotonic() - started, reserved, event.final)
+                            yield event
+                        return
+                    status, retry_after, body = response.status, _retry_after(response.headers), await response.read()
+            except aiohttp.ClientConnectorError as exc:
+                self._redirect_or_raise(endpoint, exc, redirects)
+                redirects += 1
+                continue
+            except (asyncio.TimeoutError, aiohttp.ClientError) as exc:
+                raise self._transport_error(endpoint, exc) from None
+            except BackendError:
+                self.fleet.failed(endpoint)
+                raise
+            finally:
+                self.fleet.release(endpoint)
+            await self._after_refusal(request, endpoint, epoch, payload, status, retry_after, body, waiting)
 
     async def _post(self, endpoint: Endpoint, payload: dict[str, Any]) -> tuple[int, float | None, bytes]:
-        async with self._client().post(endpoint.chat_url, data=_dumps(payload), headers=_JSON_BODY) as response:
+        headers = self._post_headers[endpoint.base_url]
+        post = self._client().post(endpoint.chat_url, data=_dumps(payload), headers=headers, allow_redirects=False)
+        async with post as response:
             body = await response.read()
             return response.status, _retry_after(response.headers), body
 

@@ -3,6 +3,9 @@
 Concurrent requests are micro-batched (left padding, similar lengths together); a JSON schema is
 enforced with xgrammar's constrained decoding, without which a small model's JSON is rarely valid.
 The repetition penalty counts generated tokens only (`repetition_penalty`).
+
+`stream` is the same batched decode with a listener on the row (`decode_loop`'s `on_tokens`): a
+streamed request shares batches with plain ones, and its tokens reach the caller step by step.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import AsyncIterator, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
-from opencharacter.backends.base import Backend, Capabilities
+from opencharacter.backends.base import Backend, Capabilities, StreamEvent, TokenBudget
 from opencharacter.backends.batching import MicroBatcher
-from opencharacter.backends.decode_loop import GrammarMask, decode
+from opencharacter.backends.decode_loop import GrammarMask, TokenObserver, decode
 from opencharacter.backends.row_sampling import RowSampler
+from opencharacter.backends.token_stream import IncrementalDecoder, TokenSink
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
@@ -28,6 +33,11 @@ DECODING = "penalty-on-generated"
 """Part of the call cache identity: how this backend decodes beyond the request's own parameters.
 Changed when the repetition penalty stopped counting prompt tokens, so older cached calls (decoded
 the other way) are never replayed as if made now."""
+
+# Prompts longer than this many characters are tokenised in a worker thread: a long chat history
+# must not stall the event loop (and every other request) for the time its template takes. Shorter
+# ones are tokenised inline, so that concurrent calls reach the micro-batcher in the same tick.
+INLINE_TOKENISE_CHARS = 16_384
 
 
 def repetition_penalty(penalty: float, prompt_width: int) -> list[Any]:
@@ -79,6 +89,13 @@ class LocalModel:
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         return chat_prompt_ids(self.tokenizer, request)
 
+    @property
+    def context_window(self) -> int:
+        """Positions the model was trained for (prompt + answer); the tokenizer's limit if smaller."""
+        window = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        return min(window, limit) if isinstance(limit, int) and 0 < limit < 10**9 else window
+
     def _grammar(self, schema: dict[str, Any]) -> Any:
         try:
             import xgrammar as xgr
@@ -102,11 +119,14 @@ class LocalModel:
         attention = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)
         return input_ids, attention
 
-    def generate(self, requests: list[ChatRequest], prompts: list[list[int]]) -> list[Completion]:
+    def generate(
+        self, requests: list[ChatRequest], prompts: list[list[int]], sinks: Sequence[TokenSink | None] = ()
+    ) -> list[Completion]:
         """One batch of requests sharing sampling parameters (but seeds) and schema.
 
         Decoded by `decode_loop.decode`, which drops a row from the batch as soon as it finishes
-        (transformers' `generate` keeps every row to the longest one's end).
+        (transformers' `generate` keeps every row to the longest one's end). A row with a sink
+        streams: each token goes to it as it is made, and the row stops once its reader is gone.
         """
         import torch
 
@@ -121,7 +141,7 @@ class LocalModel:
             processors.append(RowSampler([r.sampling.seed for r in requests], sampling.temperature, sampling.top_p))
         eos_ids = self._eos_ids()
         with self._lock, torch.inference_mode():
-            rows = decode(self.model, input_ids, attention, sampling.max_tokens, eos_ids, processors)
+            rows = decode(self.model, input_ids, attention, sampling.max_tokens, eos_ids, processors, _observer(sinks))
         completions = []
         for row, prompt in zip(rows, prompts, strict=True):
             stopped = bool(row) and row[-1] in eos_ids  # `decode` ends a row at its end-of-sequence token
@@ -143,15 +163,35 @@ class LocalModel:
         return found
 
 
+def _observer(sinks: Sequence[TokenSink | None]) -> TokenObserver | None:
+    """The decode loop's listener for the streamed rows of a batch (None when nothing streams)."""
+    if not any(sinks):
+        return None
+
+    def on_tokens(rows: list[int], tokens: list[int]) -> Collection[int]:
+        stop = []
+        for row, token in zip(rows, tokens, strict=True):
+            sink = sinks[row]
+            if sink is None:
+                continue
+            if sink.cancelled:
+                stop.append(row)
+            else:
+                sink.push(token)
+        return stop
+
+    return on_tokens
+
+
 class TransformersBackend(Backend):
-    capabilities = Capabilities(structured_output=True, local=True)
+    capabilities = Capabilities(structured_output=True, local=True, stream=True)
     decoding = DECODING
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
         self._local: LocalModel | None = None
         self._load_lock = threading.Lock()
-        self._batcher: MicroBatcher[tuple[ChatRequest, list[int]], Completion] = MicroBatcher(
+        self._batcher: MicroBatcher[tuple[ChatRequest, list[int], TokenSink | None], Completion] = MicroBatcher(
             self._run_batch,
             batch_size=config.batch_size,
             # Each call has its own seed (see RowSampler); everything else must match to share a batch.
@@ -173,14 +213,33 @@ class TransformersBackend(Backend):
                 self._local = LocalModel(self.config.model, self.config.device, self.config.seed)
             return self._local
 
-    def _run_batch(self, items: list[tuple[ChatRequest, list[int]]]) -> list[Completion]:
+    def _run_batch(self, items: list[tuple[ChatRequest, list[int], TokenSink | None]]) -> list[Completion]:
+        requests, prompts, sinks = [r for r, _, _ in items], [p for _, p, _ in items], [s for _, _, s in items]
+        local = self.local_model()
         try:
-            return self.local_model().generate([r for r, _ in items], [p for _, p in items])
+            return local.generate(requests, prompts, sinks) if any(sinks) else local.generate(requests, prompts)
         except RuntimeError as exc:  # e.g. CUDA out of memory: say which batch size to lower
             raise BackendError(f"local generation failed ({exc}); try a smaller --batch-size") from None
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def _prompt_ids(self, request: ChatRequest) -> list[int]:
         # Only the first caller pays a thread hop (loading takes seconds); later ones must reach
-        # the batcher in the same tick so that they share a batch.
+        # the batcher in the same tick so that they share a batch (unless the prompt is long).
         local = self._local or await asyncio.to_thread(self.local_model)
-        return await self._batcher.submit((request, local.prompt_ids(request)))
+        if sum(len(m.content) for m in request.messages) > INLINE_TOKENISE_CHARS:
+            return await asyncio.to_thread(local.prompt_ids, request)
+        return local.prompt_ids(request)
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        return await self._batcher.submit((request, await self._prompt_ids(request), None))
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        prompt = await self._prompt_ids(request)
+        sink = TokenSink(asyncio.get_running_loop())
+        produced = asyncio.ensure_future(self._batcher.submit((request, prompt, sink)))
+        produced.add_done_callback(sink.settle)
+        async for event in sink.events(IncrementalDecoder(self.local_model().tokenizer)):
+            yield event
+
+    def token_budget(self, request: ChatRequest) -> TokenBudget:
+        local = self.local_model()
+        return TokenBudget(len(local.prompt_ids(request)), local.context_window)

@@ -10,18 +10,24 @@ A model directory written by `opencharacter train --method lora` (adapter_config
 as vLLM does it: the base model is loaded with LoRA enabled and every request names the adapter
 (a `LoRARequest`). JSON schemas go through vLLM's structured outputs (`StructuredOutputsParams`,
 xgrammar inside vLLM), compact as in the transformers backend.
+
+`stream` asks vLLM for its documented incremental output (`RequestOutputKind.DELTA`: each
+`RequestOutput` carries the new text and token ids) and hands each piece from the engine's loop to
+the caller's; closing the stream cancels the request on the engine's loop, and vLLM aborts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
+from collections.abc import AsyncIterator
 from concurrent.futures import Future
 from types import SimpleNamespace
 from typing import Any
 
-from opencharacter.backends.base import Backend, Capabilities
+from opencharacter.backends.base import Backend, Capabilities, StreamEvent
 from opencharacter.backends.vllm_models import VLLMModel, resolve_vllm_model
 from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, FatalBackendError, MissingDependencyError
@@ -86,7 +92,7 @@ def _vllm_api() -> SimpleNamespace:
 
 
 class VLLMBackend(Backend):
-    capabilities = Capabilities(structured_output=True, local=True)
+    capabilities = Capabilities(structured_output=True, local=True, stream=True)
 
     def __init__(self, config: BackendConfig) -> None:
         super().__init__(config)
@@ -99,12 +105,13 @@ class VLLMBackend(Backend):
         self._engine: tuple[asyncio.AbstractEventLoop, Future[Any]] | None = None
         self._tokenizer: Any = None
 
-    def params(self, request: ChatRequest) -> Any:
+    def params(self, request: ChatRequest, streamed: bool = False) -> Any:
         kwargs = sampling_kwargs(request)
         if "structured_outputs" in kwargs:
             kwargs["structured_outputs"] = self._api.StructuredOutputsParams(**kwargs["structured_outputs"])
-        # Only the finished output: no per-token RequestOutput objects to build and discard.
-        return self._api.SamplingParams(**kwargs, output_kind=self._api.RequestOutputKind.FINAL_ONLY)
+        # Unstreamed: only the finished output, no per-token RequestOutput objects to build and discard.
+        kind = self._api.RequestOutputKind.DELTA if streamed else self._api.RequestOutputKind.FINAL_ONLY
+        return self._api.SamplingParams(**kwargs, output_kind=kind)
 
     def prompt(self, request: ChatRequest) -> dict[str, list[int]]:
         """A `TokensPrompt`: the chat template applied as the transformers backend applies it."""
@@ -145,22 +152,79 @@ class VLLMBackend(Backend):
             completion_tokens=len(best.token_ids),
         )
 
-    async def complete(self, request: ChatRequest) -> Completion:
+    async def _ready(self) -> tuple[asyncio.AbstractEventLoop, Any]:
         loop, starting = self._start()
         try:
             engine = await asyncio.shield(asyncio.wrap_future(starting))  # one caller cancelled: others wait on
         except Exception as exc:  # the model did not load (unknown model, out of memory): no retry fixes it
             raise FatalBackendError(f"vLLM could not start {self._model.base}: {exc}") from exc
+        return loop, engine
+
+    def _failure(self, exc: Exception) -> BackendError:
+        if isinstance(exc, self._api.EngineDeadError):
+            return FatalBackendError(f"the vLLM engine died: {exc}")
+        # vLLM rejected or failed this request (e.g. a prompt over max_model_len)
+        return BackendError(f"vLLM generation failed: {type(exc).__name__}: {exc}")
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        loop, engine = await self._ready()
         # Runs on the engine's loop; cancelling this await cancels it there, and vLLM aborts the request.
         work = asyncio.run_coroutine_threadsafe(self._generate(engine, request), loop)
         try:
             return await asyncio.wrap_future(work)
         except (BackendError, asyncio.CancelledError):
             raise
-        except self._api.EngineDeadError as exc:
-            raise FatalBackendError(f"the vLLM engine died: {exc}") from exc
-        except Exception as exc:  # vLLM rejected or failed this request (e.g. a prompt over max_model_len)
-            raise BackendError(f"vLLM generation failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise self._failure(exc) from exc
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[StreamEvent]:
+        loop, engine = await self._ready()
+        caller = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        request_id = f"opencharacter-{next(self._request_ids)}"
+        prompt, params = self.prompt(request), self.params(request, streamed=True)
+
+        def hand_over(kind: str, value: Any) -> None:
+            # A closed caller loop (RuntimeError) means nobody reads this stream any more.
+            with contextlib.suppress(RuntimeError):
+                caller.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+        async def pump() -> None:  # on the engine's loop
+            try:
+                async for output in engine.generate(prompt, params, request_id, lora_request=self._lora):
+                    hand_over("output", output)
+            except Exception as exc:
+                hand_over("error", exc)
+            else:
+                hand_over("end", None)
+
+        work = asyncio.run_coroutine_threadsafe(pump(), loop)
+        pieces: list[str] = []
+        made, finish = 0, "stop"
+        prompt_tokens = len(prompt["prompt_token_ids"])
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "error":
+                    if isinstance(value, BackendError):
+                        raise value
+                    raise self._failure(value) from value
+                if kind == "end":
+                    break
+                for best in value.outputs[:1]:
+                    made += len(best.token_ids)
+                    finish = str(best.finish_reason or finish)
+                    if best.text:
+                        pieces.append(best.text)
+                        yield StreamEvent(best.text)
+            if not made and not pieces:
+                raise BackendError(f"vLLM returned no output for request {request_id}", retryable=True)
+            final = Completion(
+                text="".join(pieces), finish_reason=finish, prompt_tokens=prompt_tokens, completion_tokens=made
+            )
+            yield StreamEvent("", final)
+        finally:
+            work.cancel()  # a no-op when it finished; else vLLM aborts the request
 
     async def aclose(self) -> None:
         """Shut the engine down (frees GPU memory) and stop its loop."""

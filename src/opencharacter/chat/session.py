@@ -1,13 +1,11 @@
-"""A chat session: the character system prompt, the history, and a model that streams or answers."""
+"""A chat session: the character system prompt, the history, and a model that streams its answers."""
 
 from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from opencharacter.backends import build_backend
 from opencharacter.chat.characters import ChatCharacter
@@ -18,57 +16,44 @@ from opencharacter.records import ChatMessage, ChatRequest, Sampling
 
 
 class ChatModel:
-    """Local models stream token by token; HTTP endpoints answer whole (the same engine-free path)."""
+    """Any backend, through its one `stream` method: text appears as it is generated where the
+    backend declares the `stream` capability (local models, OpenAI-compatible servers, vLLM), and
+    as one whole answer elsewhere. Nothing here depends on which backend it is.
+
+    The backend lives on one event loop for the whole chat, so an HTTP session or a loaded model
+    is set up once, not per turn; `close()` releases it.
+    """
 
     def __init__(self, config: BackendConfig) -> None:
         self.config = config
         self.backend = build_backend(config)
-        self.local = config.backend == "transformers"
+        self._loop = asyncio.new_event_loop()
+
+    @property
+    def streams(self) -> bool:
+        return self.backend.capabilities.stream
 
     def stream(self, messages: list[ChatMessage], sampling: Sampling) -> Iterator[str]:
-        request = ChatRequest(messages=messages, sampling=sampling)
-        if not self.local:
-            yield asyncio.run(self._complete(request)).text
-            return
-        yield from self._stream_local(request)
-
-    async def _complete(self, request: ChatRequest) -> Any:
+        events = self.backend.stream(ChatRequest(messages=messages, sampling=sampling))
         try:
-            return await self.backend.complete(request)
+            while True:
+                try:
+                    event = self._loop.run_until_complete(events.__anext__())
+                except StopAsyncIteration:
+                    return
+                if event.text:
+                    yield event.text
         finally:
-            await self.backend.aclose()
+            # Stopped early (Ctrl-C, an error while printing): the backend stops generating too.
+            self._loop.run_until_complete(events.aclose())
 
-    def _stream_local(self, request: ChatRequest) -> Iterator[str]:
-        import torch
-        from transformers import TextIteratorStreamer
-
-        from opencharacter.backends.transformers_local import repetition_penalty
-
-        local = self.backend.local_model()  # type: ignore[attr-defined]
-        ids = torch.tensor([local.prompt_ids(request)], device=local.device)
-        streamer = TextIteratorStreamer(local.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        sampling = request.sampling
-        kwargs: dict[str, Any] = {
-            "input_ids": ids,
-            "attention_mask": torch.ones_like(ids),
-            "max_new_tokens": sampling.max_tokens,
-            "logits_processor": repetition_penalty(sampling.repetition_penalty, ids.shape[1]),
-            "pad_token_id": local.tokenizer.pad_token_id,
-            "streamer": streamer,
-        }
-        if sampling.temperature > 0:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p)
-        else:
-            kwargs.update(do_sample=False)
-
-        def run() -> None:
-            with torch.inference_mode():
-                local.model.generate(**kwargs)
-
-        worker = threading.Thread(target=run, daemon=True)
-        worker.start()
-        yield from streamer
-        worker.join()
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._loop.run_until_complete(self.backend.aclose())
+        finally:
+            self._loop.close()
 
 
 class ChatSession:

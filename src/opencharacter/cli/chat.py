@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -15,9 +16,14 @@ from opencharacter.errors import OpenCharacterError
 from opencharacter.models.paths import check_model_spec, require_exists
 from opencharacter.records import Sampling
 
-# Backends that load the model from files here; for servers, --model is just the name they serve.
-LOCAL_BACKENDS = ("transformers", "vllm")
 HELP = "commands: /reset (clear history), /character SPEC (switch), /save FILE, /quit"
+# Control characters (ANSI/OSC escapes among them) from a card, a run or a model never reach the
+# terminal raw: they could retitle it, rewrite what is shown, or worse. Newlines and tabs stay.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    return _CONTROL.sub("", text)
 
 
 def chat_command(
@@ -37,24 +43,29 @@ def chat_command(
     """Chat in character with a local model or adapter, or any OpenAI-compatible endpoint."""
     overrides = opt.backend_overrides(backend, model, base_url, api_key_env, None, None)
     _, _, backend_config = opt.load_config(config, overrides)
-    if backend_config.backend in LOCAL_BACKENDS:
-        check_model_spec(backend_config.model)
     if run is not None:
         require_exists(run, "--run", "run directory")
     sampling = Sampling(**{"temperature": 0.7, "max_tokens": 256, **opt.sampling_overrides(temperature, max_tokens)})
-    session = ChatSession(
-        ChatModel(backend_config),
-        resolve_character(character, run),
-        sampling,
-        system_prompt_version_for(backend_config.model),
-    )
-    if message is not None:
-        for piece in session.reply(message):
-            sys.stdout.write(piece)
-        sys.stdout.write("\n")
-        return
-    typer.echo(f"chatting with {session.character.label} — {HELP}", err=True)
-    interact(session, run)
+    chat_model = ChatModel(backend_config)
+    try:
+        # A local backend loads --model from files here; for a server it is only the name it serves.
+        if chat_model.backend.capabilities.local:
+            check_model_spec(backend_config.model)
+        session = ChatSession(
+            chat_model,
+            resolve_character(character, run),
+            sampling,
+            system_prompt_version_for(backend_config.model),
+        )
+        if message is not None:
+            for piece in session.reply(message):
+                sys.stdout.write(printable(piece))
+            sys.stdout.write("\n")
+            return
+        typer.echo(f"chatting with {printable(session.character.label)} — {HELP}", err=True)
+        interact(session, run)
+    finally:
+        chat_model.close()
 
 
 def interact(session: ChatSession, run: Path | None) -> None:
@@ -70,7 +81,8 @@ def interact(session: ChatSession, run: Path | None) -> None:
         try:
             _handle(session, run, text)
         except (OpenCharacterError, OSError) as exc:
-            typer.echo(f"error: {exc}", err=True)
+            # One line, whatever the error carries (a card's InputError names the file and problem).
+            typer.echo(f"error: {printable(' '.join(str(exc).split()))}", err=True)
 
 
 def _handle(session: ChatSession, run: Path | None, text: str) -> None:
@@ -81,15 +93,15 @@ def _handle(session: ChatSession, run: Path | None, text: str) -> None:
         typer.echo("(history cleared)", err=True)
     elif text.startswith("/character "):
         session.set_character(resolve_character(text.split(" ", 1)[1], run))
-        typer.echo(f"(now chatting with {session.character.label})", err=True)
+        typer.echo(f"(now chatting with {printable(session.character.label)})", err=True)
     elif text.startswith("/save"):
         target = Path(text.split(" ", 1)[1] if " " in text else "chat.json")
         typer.echo(f"(saved to {session.save(target)})", err=True)
     elif text.startswith("/"):
         typer.echo(HELP, err=True)
     else:
-        sys.stdout.write(f"{session.character.label}> ")
+        sys.stdout.write(f"{printable(session.character.label)}> ")
         for piece in session.reply(text):
-            sys.stdout.write(piece)
+            sys.stdout.write(printable(piece))
             sys.stdout.flush()
         sys.stdout.write("\n")

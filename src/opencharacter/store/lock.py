@@ -1,27 +1,34 @@
-"""One command at a time per run directory: an exclusive `flock` on `RUN/run.lock`.
+"""One command at a time per run directory: an exclusive OS lock on `RUN/run.lock` (`filelock`).
 
 Two commands on one run would pay every call twice and over-cover pairs. The lock is an OS lock on
-an open file, so it dies with its process: `kill -9` never leaves a stale lock behind. The file
-also says who holds it (pid, command, since when), for the error the second command prints.
-Within one process the lock is re-entrant (`run` holds it across profiles, synthesis, filters
-and exports, whose own sessions take it again).
+an open file (flock on Unix, msvcrt on Windows, through the portable `filelock`), so it dies with its
+process: `kill -9` never leaves a stale lock behind. The file also says who holds it (pid, command,
+since when), for the error the second command prints. Within one process the lock is re-entrant
+(`run` holds it across profiles, synthesis, filters and exports, whose own sessions take it again).
+
+The lock file is never opened through a symbolic link: a link planted at `RUN/run.lock` (a shared
+or downloaded run directory) would otherwise have the holder's JSON written into whatever file it
+points at. A symlinked lock path is refused with one line; where the OS has `O_NOFOLLOW`, every open
+of the file also refuses links, so one swapped in after the check fails as well.
 """
 
 from __future__ import annotations
 
-import fcntl
+import errno
 import json
 import os
 import sys
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 from opencharacter.errors import ConfigError
 
 LOCK_FILE = "run.lock"
-_held: dict[Path, tuple[IO[str], int]] = {}
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_HOLDER_BYTES = 4096
+_held: dict[Path, tuple[Any, int]] = {}
 
 
 def _describe(text: str) -> str:
@@ -31,6 +38,42 @@ def _describe(text: str) -> str:
         return f"pid {holder['pid']} (opencharacter {holder['command']}, since {since})"
     except (ValueError, KeyError, TypeError):
         return "another process"
+
+
+def _symlink_refusal(path: Path) -> ConfigError:
+    return ConfigError(f"{path} is a symbolic link; refusing to lock through it (remove it and run again)")
+
+
+def _read_holder(path: Path) -> str:
+    """What the holder wrote, read without following links or blocking on a planted FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return ""
+    try:
+        return os.read(fd, _HOLDER_BYTES).decode("utf-8", "replace")
+    except OSError:  # e.g. Windows, where the holder's byte-range lock forbids reading
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _write_holder(path: Path, command: str) -> None:
+    argv = " ".join(["opencharacter", *sys.argv[1:]])[:300]
+    record = json.dumps({"pid": os.getpid(), "command": command, "argv": argv, "since": time.time()})
+    try:
+        fd = os.open(path, os.O_WRONLY | _NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _symlink_refusal(path) from None
+        return  # the description is a courtesy; the lock itself is held
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, record.encode())
+    except OSError:
+        pass  # e.g. Windows, where the locked byte range cannot be rewritten
+    finally:
+        os.close(fd)
 
 
 class RunLock:
@@ -50,39 +93,47 @@ class RunLock:
             raise ConfigError(f"{self.run_dir}: cannot create the run directory ({exc.strerror})") from None
         key = self.run_dir.resolve()
         if key in _held:
-            stream, depth = _held[key]
-            _held[key] = (stream, depth + 1)
+            lock, depth = _held[key]
+            _held[key] = (lock, depth + 1)
             self._key = key
             return self
-        stream = open(key / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 - held until release()
+        path = key / LOCK_FILE
+        shown = self.run_dir / LOCK_FILE
+        if path.is_symlink():
+            raise _symlink_refusal(shown)
+        from filelock import FileLock, Timeout
+
+        # thread_local=False: a command may take the lock on one thread and release it on another.
+        lock = FileLock(str(path), timeout=0, thread_local=False)
         try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            stream.seek(0)
-            holder = _describe(stream.read())
-            stream.close()
+            lock.acquire()
+        except Timeout:
+            holder = _describe(_read_holder(path))
             raise ConfigError(
                 f"{self.run_dir} is in use by {holder}: wait for it to finish, or use another --out"
             ) from None
-        stream.seek(0)
-        stream.truncate()
-        argv = " ".join(["opencharacter", *sys.argv[1:]])[:300]
-        stream.write(json.dumps({"pid": os.getpid(), "command": self.command, "argv": argv, "since": time.time()}))
-        stream.flush()
-        _held[key] = (stream, 1)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP or path.is_symlink():
+                raise _symlink_refusal(shown) from None
+            raise ConfigError(f"{shown}: cannot open the run lock ({exc.strerror or exc})") from None
+        try:
+            _write_holder(path, self.command)
+        except ConfigError:
+            lock.release()
+            raise
+        _held[key] = (lock, 1)
         self._key = key
         return self
 
     def release(self) -> None:
         if self._key is None:
             return
-        stream, depth = _held[self._key]
+        lock, depth = _held[self._key]
         if depth > 1:
-            _held[self._key] = (stream, depth - 1)
+            _held[self._key] = (lock, depth - 1)
         else:
             del _held[self._key]
-            fcntl.flock(stream.fileno(), fcntl.LOCK_UN)
-            stream.close()
+            lock.release()
         self._key = None
 
     def __enter__(self) -> RunLock:
