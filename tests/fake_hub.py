@@ -110,24 +110,34 @@ class FakeHub:
         for item in lines:
             if item["key"] == "file":
                 value = item["value"]
-                added[value["path"]] = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"].encode()
+                added[value["path"]] = (
+                    base64.b64decode(value["content"])
+                    if value.get("encoding") == "base64"
+                    else value["content"].encode()
+                )
         repo.files.update(added)
         repo.commits.append({"summary": header["summary"], "files": sorted(added)})
         kind = request.match_info["kind"]
         prefix = "" if kind == "models" else f"{kind}/"
-        return web.json_response({"commitUrl": f"{self.url}/{prefix}{repo_id}/commit/{SHA}", "commitOid": SHA, "success": True})
+        return web.json_response(
+            {"commitUrl": f"{self.url}/{prefix}{repo_id}/commit/{SHA}", "commitOid": SHA, "success": True}
+        )
 
     async def _info(self, request: web.Request) -> web.Response:
         repo_id, repo = self._repo(request)
         if repo is None or (repo.private and not self._authorized(request)):
-            return web.json_response({"error": "Repository not found"}, status=404, headers={"X-Error-Code": "RepoNotFound"})
+            return web.json_response(
+                {"error": "Repository not found"}, status=404, headers={"X-Error-Code": "RepoNotFound"}
+            )
         siblings = [{"rfilename": name, "size": len(data)} for name, data in sorted(repo.files.items())]
         return web.json_response({"id": repo_id, "sha": SHA, "private": repo.private, "siblings": siblings})
 
     async def _tree(self, request: web.Request) -> web.Response:
         _, repo = self._repo(request)
         if repo is None:
-            return web.json_response({"error": "Repository not found"}, status=404, headers={"X-Error-Code": "RepoNotFound"})
+            return web.json_response(
+                {"error": "Repository not found"}, status=404, headers={"X-Error-Code": "RepoNotFound"}
+            )
         entries = [
             {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
             for name, data in sorted(repo.files.items())
@@ -138,9 +148,15 @@ class FakeHub:
         _, repo = self._repo(request)
         path = request.match_info["path"]
         if repo is None or path not in repo.files:
-            return web.json_response({"error": "Entry not found"}, status=404, headers={"X-Error-Code": "EntryNotFound"})
+            return web.json_response(
+                {"error": "Entry not found"}, status=404, headers={"X-Error-Code": "EntryNotFound"}
+            )
         data = repo.files[path]
-        headers = {"ETag": f'"{hashlib.sha1(data).hexdigest()}"', "X-Repo-Commit": SHA, "Content-Length": str(len(data))}
+        headers = {
+            "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
+            "X-Repo-Commit": SHA,
+            "Content-Length": str(len(data)),
+        }
         if request.method == "HEAD":
             return web.Response(status=200, headers=headers)
         return web.Response(body=data, headers=headers)

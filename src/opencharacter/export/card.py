@@ -28,13 +28,15 @@ from opencharacter.store import RunStore
 CARD_META = "card"
 """Store metadata the cards read: `license`, `pretty_name`, `source_datasets`, `origin`."""
 EXPORTS = "exports"
-# Export files a dataset config can load, in the order the default is chosen.
+# Export files a dataset config can load, in the order the default is chosen. JSON Lines only:
+# `datasets` reads every config of a repository with one builder (the default config's format),
+# so the Parquet file is named in the card, not made a config.
 EXPORT_CONFIGS = (
     ("messages", "messages.jsonl"),
-    ("parquet", "dialogues.parquet"),
     ("sharegpt", "sharegpt.jsonl"),
     ("alpaca", "alpaca.jsonl"),
 )
+PARQUET = "dialogues.parquet"
 _SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 _SOURCE_KEYS = ("personas", "instructions", "path")
 
@@ -188,7 +190,7 @@ def write_card(store: RunStore) -> Path:
 
 
 def write_exports_card(run_dir: Path, settings: dict[str, Any], rows: int) -> Path | None:
-    """`exports/README.md`: one config per export file there, `messages` the default (else Parquet).
+    """`exports/README.md`: one config per JSONL export there, `messages` the default.
 
     Without a card, `load_dataset(RUN/exports)` would pick one file type silently; with it, each
     format is a named config and the default is stated.
@@ -203,6 +205,11 @@ def write_exports_card(run_dir: Path, settings: dict[str, Any], rows: int) -> Pa
         for index, (name, file) in enumerate(present)
     ]
     notes = []
+    if (folder / PARQUET).is_file():
+        notes += [
+            f'`{PARQUET}` holds every dialogue field: `load_dataset("parquet", data_files="{PARQUET}")`.',
+            "",
+        ]
     if (folder / "dataset_info.json").is_file():
         notes += ["`dataset_info.json` names the JSONL files for LLaMA-Factory (`dataset_dir: exports`).", ""]
     if (folder / "cards").is_dir():
@@ -227,7 +234,6 @@ def write_exports_card(run_dir: Path, settings: dict[str, Any], rows: int) -> Pa
 
 _SHAPES = {
     "messages": "OpenAI chat `messages` (TRL's SFTTrainer reads it as is)",
-    "parquet": "every dialogue field, Parquet",
     "sharegpt": "ShareGPT `conversations` (axolotl, LLaMA-Factory, FastChat)",
     "alpaca": "Alpaca instruction/output with `system` and `history` (LLaMA-Factory)",
 }

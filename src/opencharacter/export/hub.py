@@ -178,9 +178,9 @@ def push_run(
     from opencharacter.store.lock import RunLock
     from opencharacter.store.run_store import STORE_FILE
 
+    check_repo_id(repo_id)
     if not (run / STORE_FILE).is_file():
         raise ConfigError(f"--run {run}: not a run directory (no {STORE_FILE})")
-    check_repo_id(repo_id)
     token = None if dry_run else token_from(token_env)
     with RunLock(run, "push"):
         if not dry_run:
@@ -207,9 +207,9 @@ def push_model(
     """Upload a `train --out` directory (adapter or weights, tokenizer, card, GGUF files) as a model repository."""
     from opencharacter.train.report import refresh_model_card
 
+    check_repo_id(repo_id)
     if not model_dir.is_dir():
         raise ConfigError(f"--model {model_dir}: no such model directory")
-    check_repo_id(repo_id)
     token = None if dry_run else token_from(token_env)
     if not dry_run:
         refresh_model_card(model_dir, license=license)
