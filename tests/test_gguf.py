@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from fake_hub import FakeHub
+from release_files import write_release
 
 from opencharacter.errors import ConfigError
 
@@ -140,19 +141,26 @@ def test_llama_cpp_serves_the_character(trained, tmp_path, run_cli):
 
 
 @pytest.mark.slow
-def test_train_with_gguf_and_push_to_hub(tiny_run, tmp_path):
-    """`train --gguf q8_0 --push-to-hub`: the model, its GGUF and card go to a (stand-in) Hub repository."""
-    out = tmp_path / "ines"
+def test_released_files_to_a_published_student(tmp_path):
+    """The paper's files → `import` → `train --gguf q8_0 --push-to-hub`: two commands, a real (short)
+    training, the GGUF, and the model, its GGUF and card in a (stand-in) Hub repository."""
+    release, run, out = write_release(tmp_path / "release"), tmp_path / "paper", tmp_path / "ines"
     with FakeHub() as hub:
         env = {**os.environ, **hub.env(tmp_path / "hf-home")}
+        imported = subprocess.run(
+            [CLI, "import", str(release), "--out", str(run), "-q"], env=env, capture_output=True, text=True
+        )
+        assert imported.returncode == 0, imported.stderr
         result = subprocess.run(
-            [CLI, "train", "--run", str(tiny_run), "--out", str(out), "--max-steps", "2", "--batch-size", "2",
+            [CLI, "train", "--run", str(run), "--out", str(out), "--max-steps", "2", "--batch-size", "2",
              "--max-length", "256", "--gguf", "q8_0", "--push-to-hub", "me/ines"],
             env=env, capture_output=True, text=True, timeout=900,
         )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "trained 2 steps" in result.stderr + result.stdout
     repo = hub.repos["me/ines"]
     assert repo.private and repo.repo_type == "model"
     assert {"README.md", "adapter_model.safetensors", "adapter_config.json", "gguf/ines-q8_0.gguf"} <= set(repo.files)
     assert not any(name.startswith("checkpoints/") or name == "opencharacter.json" for name in repo.files)
-    assert "gguf/ines-q8_0.gguf" in repo.files["README.md"].decode()
+    card = repo.files["README.md"].decode()
+    assert "gguf/ines-q8_0.gguf" in card and "- xywang1/OpenCharacter" in card  # datasets: the release

@@ -42,9 +42,9 @@ def test_push_a_run_uploads_its_files_never_its_store(tmp_path, run_dir):
         result = push(hub, tmp_path, "--run", run_dir, "--repo", "me/lighthouse-data")
     assert result.returncode == 0, result.stderr
     assert "uploaded" in result.stderr and "private dataset repository me/lighthouse-data" in result.stderr
-    assert hub.created == [
-        {"name": "lighthouse-data", "organization": "me", "visibility": "private", "type": "dataset"}
-    ]
+    created = hub.created[0]  # huggingface_hub 2.x says `visibility`, 1.x `private`
+    assert created["name"] == "lighthouse-data" and created["organization"] == "me" and created["type"] == "dataset"
+    assert created.get("visibility") == "private" or created.get("private") is True
     repo = hub.repos["me/lighthouse-data"]
     assert repo.private and repo.repo_type == "dataset"
     files = set(repo.files)
@@ -77,7 +77,9 @@ def test_license_and_public_are_the_users_choice(tmp_path, run_dir):
     with FakeHub() as hub:
         result = push(hub, tmp_path, "--run", run_dir, "--repo", "me/open", "--public", "--license", "cc-by-4.0")
     assert result.returncode == 0, result.stderr
-    assert hub.created[0]["visibility"] == "public" and not hub.repos["me/open"].private
+    created = hub.created[0]
+    assert created.get("visibility", "public") == "public" and not created.get("private")
+    assert not hub.repos["me/open"].private
     assert "license: cc-by-4.0" in hub.repos["me/open"].files["README.md"].decode()
     # kept with the run: later cards keep it
     assert "license: cc-by-4.0" in (run_dir / "README.md").read_text(encoding="utf-8")

@@ -180,7 +180,11 @@ def run_command(
     if dry_run:
         print_plan(dry_run_pipeline(pipeline, retry_failed))
         return
-    run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet, reporter=ConsoleReporter())
+    made = run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet, reporter=ConsoleReporter())
+    if pipeline.export:
+        from opencharacter.cli.exports import refresh_cards
+
+        refresh_cards(made)  # the exports written after the run's card get theirs
 
 
 def export_command(
