@@ -44,8 +44,8 @@ def test_import_makes_a_run_every_command_accepts(tmp_path, run_cli):
     release, run = write_release(tmp_path / "release"), tmp_path / "run"
     code, _, err = run_cli("import", release, "--out", run, "--from", "opencharacter-release", "-q")
     assert code == 0, err
-    assert "characters: 5 of 6 imported; dropped: 1 empty profile" in err
-    assert "dialogues: 15 of 19 read imported" in err and "3 of a dropped character" in err
+    assert "characters: 5 of 6 rows imported; dropped: 1 empty profile" in err
+    assert "dialogues: 15 of 19 rows imported" in err and "3 of a dropped character" in err
     assert "1 of a character the release's profiles do not have" in err
     characters = read_jsonl(run / "characters.jsonl")
     assert [c["character_id"] for c in characters] == [character_id(i) for i in (0, 1, 3, 4, 5)]
@@ -118,7 +118,7 @@ def test_import_is_idempotent_and_resumes_from_its_checkpoint(tmp_path, run_cli,
     store.set_meta(release_import.PROGRESS_META, progress)
     store.close()
     code, _, err = run_cli("import", release, "--out", stopped, "-q")
-    assert code == 0 and "dialogues: 32 of 41 read imported" in err
+    assert code == 0 and "dialogues: 32 of 41 rows imported" in err
     assert (stopped / "dialogues.jsonl").read_bytes() == (fresh / "dialogues.jsonl").read_bytes()
     # finished: a rerun changes nothing
     assert run_cli("import", release, "--out", stopped, "-q")[0] == 0
@@ -180,6 +180,12 @@ def test_a_hub_id_is_fetched_with_huggingface_hub(tmp_path):
             [CLI, "import", "hf:xywang1/OpenCharacter", "--out", str(tmp_path / "run"), "-q"],
             env=env, capture_output=True, text=True, timeout=120,
         )  # fmt: skip
+        missing = subprocess.run(
+            [CLI, "import", "hf:me/missing", "--out", str(tmp_path / "none")], env=env, capture_output=True, text=True
+        )
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "hf:me/missing: could not download it from the Hub (404" in missing.stderr
+    assert not (tmp_path / "none").exists()
     assert result.returncode == 0, result.stderr
     assert f"imported hf:xywang1/OpenCharacter@{'0123456789abcdef' * 2}" in result.stderr
     fetched = [path for method, path in hub.requests if method == "GET" and "/resolve/" in path]

@@ -44,11 +44,13 @@ def special_exports(
 
 def refresh_cards(run: Path | None) -> None:
     """Rewrite the run's dataset cards, so `exports/README.md` lists what is there now."""
-    if run is None:
-        return
     from opencharacter.export.card import write_card
     from opencharacter.store import RunStore
     from opencharacter.store.lock import RunLock
+    from opencharacter.store.run_store import STORE_FILE
+
+    if run is None or not (run / STORE_FILE).is_file():
+        return
 
     with RunLock(run, "export"):
         store = RunStore(run)

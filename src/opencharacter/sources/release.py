@@ -83,8 +83,9 @@ def locate_release(source: str, revision: str | None = None) -> ReleaseFiles:
         )
     except HfHubHTTPError as exc:
         raise ConfigError(f"{source}: could not download it from the Hub ({str(exc).splitlines()[0]})") from None
-    except (OSError, ValueError) as exc:  # no connection, bad revision
-        raise ConfigError(f"{source}: could not download it from the Hub ({exc})") from None
+    except (OSError, ValueError) as exc:  # no connection and nothing cached, a bad revision
+        reason = " ".join(str(exc).split())
+        raise ConfigError(f"{source}: could not download it from the Hub ({reason[:300]})") from None
     # snapshot_download returns `…/snapshots/<commit>`: the exact version imported.
     return _local_files(folder, f"hf:{repo_id}@{folder.name}", repo_id)
 

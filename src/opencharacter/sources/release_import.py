@@ -63,9 +63,9 @@ class ImportReport:
             return "; ".join(f"{n} {reason}" for reason, n in counter.most_common()) or "none"
 
         lines = [
-            f"characters: {self.characters_kept} of {self.characters_read} imported; dropped: "
+            f"characters: {self.characters_kept} of {self.characters_read} rows imported; dropped: "
             f"{reasons(self.characters_dropped)}",
-            f"dialogues: {self.dialogues_kept} of {self.dialogues_read} read imported; dropped: "
+            f"dialogues: {self.dialogues_kept} of {self.dialogues_read} rows imported; dropped: "
             f"{reasons(self.dialogues_dropped)}",
         ]
         if self.attributes_filled or self.attributes_shortened:
