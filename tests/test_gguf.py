@@ -106,10 +106,11 @@ def test_llama_cpp_serves_the_character(trained, tmp_path, run_cli):
     assert run_cli("export", "--format", "gguf", "--model", trained, "--gguf-type", "q8_0", "--out", tmp_path)[0] == 0
     model = tmp_path / f"{trained.name}-q8_0.gguf"
     port = _free_port()
+    log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
          "--n_ctx", "1024", "--n_threads", "2", "--model_alias", "ines"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        stdout=log, stderr=subprocess.STDOUT,  # a file: llama.cpp's logs would fill a pipe and stall it
     )  # fmt: skip
     try:
         client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=120)
@@ -122,6 +123,7 @@ def test_llama_cpp_serves_the_character(trained, tmp_path, run_cli):
                 raise
             except Exception:
                 if time.monotonic() > deadline or server.poll() is not None:
+                    print((tmp_path / "server.log").read_text()[-3000:])
                     raise
                 time.sleep(0.5)
         reply = client.chat.completions.create(
@@ -138,6 +140,7 @@ def test_llama_cpp_serves_the_character(trained, tmp_path, run_cli):
     finally:
         server.terminate()
         server.wait(30)
+        log.close()
 
 
 @pytest.mark.slow
