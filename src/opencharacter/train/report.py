@@ -97,7 +97,7 @@ def write_model_card(out: Path, meta: dict[str, Any], license: str | None = None
         *(
             [
                 f"- DPO (sigmoid loss, beta {meta['config']['dpo_beta']}) on best vs worst candidate answers; "
-                f"reference model: {shareable(str(meta.get('reference_model')))}",
+                f"reference model: {_reference(meta.get('reference_model'))}",
                 f"- reward accuracy / margin: training {_rewards(meta, 'train')}, "
                 f"held-out characters {_rewards(meta, 'validation')}",
             ]
@@ -179,6 +179,15 @@ def refresh_model_card(out: Path, license: str | None = None) -> Path | None:
         meta["license"] = license
         meta_path.write_text(json.dumps(meta, indent=2), encoding="utf-8")
     return write_model_card(out, meta)
+
+
+def _reference(reference: Any) -> str:
+    """`SFT adapter /abs/path/m1` (what dpo.py records) → `SFT adapter …/m1`."""
+    from opencharacter.export.shareable import shareable_text
+
+    text = str(reference)
+    prefix = "SFT adapter "
+    return prefix + shareable_text(text[len(prefix) :]) if text.startswith(prefix) else shareable_text(text)
 
 
 def _rewards(meta: dict[str, Any], split: str) -> str:
