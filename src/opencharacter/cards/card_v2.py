@@ -1,25 +1,22 @@
-"""Character Card V2 (`spec: "chara_card_v2"`, `spec_version: "2.0"`).
+"""Character Card V2 (`spec: "chara_card_v2"`, `spec_version: "2.0"`), and what a card means as a prompt.
 
-PNG cards carry the card as base64 JSON in a `chara` tEXt chunk. Unknown fields of imported cards
-are kept (pydantic `extra="allow"`) and written back unchanged; our ids and the original persona
-live under `extensions.opencharacter`.
+PNG cards carry the card as base64 JSON in a `chara` tEXt chunk (`cards/files.py`). Unknown fields
+of imported cards are kept (pydantic `extra="allow"`) and written back unchanged; our ids and the
+original persona live under `extensions.opencharacter`. Version 3 (`cards/card_v3.py`) shares
+these fields, so `character_from_card` serves both.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import re
-from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from opencharacter.errors import InputError
-from opencharacter.fileio import atomic_open
-from opencharacter.hashing import content_hash
 from opencharacter.records import Character
+
+if TYPE_CHECKING:
+    from opencharacter.cards.card_v3 import CardV3
 
 EXTENSION = "opencharacter"
 _MACRO = re.compile(r"\{\{\s*(char|user)\s*\}\}|<(bot|user)>", re.IGNORECASE)
@@ -52,7 +49,14 @@ class CardV2(BaseModel):
     data: CardData
 
 
-def card_from_character(character: Character, creator: str = "opencharacter") -> CardV2:
+def card_from_character(character: Character, creator: str = "opencharacter", version: int = 2) -> CardV2 | CardV3:
+    """A character as a card: V2 by default, V3 (`version=3`, written with a V2 backfill) on request."""
+    if version not in (2, 3):
+        raise ValueError(f"card version must be 2 or 3, got {version!r}")
+    if version == 3:
+        from opencharacter.cards.card_v3 import to_v3
+
+        return to_v3(card_from_character(character, creator))
     profile = character.profile
     return CardV2(
         data=CardData(
@@ -78,7 +82,7 @@ def card_from_character(character: Character, creator: str = "opencharacter") ->
     )
 
 
-def character_from_card(card: CardV2, user: str = "User") -> tuple[str, str]:
+def character_from_card(card: CardV2 | CardV3, user: str = "User") -> tuple[str, str]:
     """(persona, character text) for the system prompt; ours round-trip exactly, others are adapted.
 
     A foreign card's text is what SillyTavern would put in front of the model, in its order: the
@@ -92,9 +96,10 @@ def character_from_card(card: CardV2, user: str = "User") -> tuple[str, str]:
         return str(ours["persona"]), card.data.description
     data = card.data
     name = data.name
+    speaking_as = getattr(data, "nickname", None) or name
 
     def fill(text: str) -> str:
-        return substitute(text, name, user).strip()
+        return substitute(text, speaking_as, user).strip()
 
     description = fill(data.description)
     persona = f"{name}: {description.splitlines()[0]}" if description else name
@@ -146,78 +151,3 @@ def _lore(book: Any) -> list[str]:
     ]
     entries.sort(key=lambda e: (not e.get("constant", False), e.get("insertion_order", 0)))
     return [e["content"] for e in entries]
-
-
-def write_card_json(card: CardV2, path: Path) -> Path:
-    with atomic_open(path) as stream:
-        stream.write(card.model_dump_json(indent=2))
-    return path
-
-
-def _avatar(name: str) -> Any:
-    """A plain avatar (a colour from the name, and initials): cards need an image to live in."""
-    from PIL import Image, ImageDraw
-
-    digest = content_hash("avatar", name)
-    colour = tuple(64 + int(digest[i : i + 2], 16) // 2 for i in (0, 2, 4))
-    image = Image.new("RGB", (256, 256), colour)
-    initials = "".join(part[0] for part in name.split()[:2]).upper() or "?"
-    ImageDraw.Draw(image).text((128, 128), initials, fill=(255, 255, 255), anchor="mm", font_size=96)
-    return image
-
-
-def write_card_png(card: CardV2, path: Path, image_path: Path | None = None) -> Path:
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    image = Image.open(image_path) if image_path else _avatar(card.data.name)
-    info = PngInfo()
-    info.add_text("chara", base64.b64encode(card.model_dump_json().encode("utf-8")).decode("ascii"))
-    with atomic_open(path, "wb") as stream:
-        image.save(stream, format="PNG", pnginfo=info)
-    return path
-
-
-def read_card(path: str | Path) -> CardV2:
-    """A card from `.json` or `.png`; every problem is an InputError naming the file."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(str(path), None, "card file not found")
-    if path.suffix.lower() == ".png":
-        raw = _png_payload(path)
-    else:
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise InputError(str(path), None, "card is not valid UTF-8 JSON") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise InputError(str(path), exc.lineno, f"card is not valid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise InputError(str(path), None, "card JSON is nested too deeply to read") from None
-    if isinstance(data, dict) and data.get("spec") != "chara_card_v2" and "name" in data:
-        data = {"data": data}  # a V1 card: the fields sit at the top level
-    try:
-        return CardV2.model_validate(data)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise InputError(str(path), None, f"not a Character Card V2: {where}: {error['msg']}") from None
-
-
-def _png_payload(path: Path) -> str:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            text = dict(getattr(image, "text", {}) or image.info)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InputError(str(path), None, f"not a readable PNG ({exc})") from None
-    encoded = text.get("chara")
-    if not encoded:
-        raise InputError(str(path), None, "PNG has no 'chara' text chunk: not a character card")
-    try:
-        return base64.b64decode(encoded).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
-        raise InputError(str(path), None, "the 'chara' chunk is not base64-encoded UTF-8 JSON") from None

@@ -11,7 +11,10 @@ import typer
 
 from opencharacter import __version__
 from opencharacter.cli import batch, chat, demo, evaluate, merge, recipe, serve, synth, train
+from opencharacter.cli.importer import import_command
+from opencharacter.cli.init import init_command
 from opencharacter.cli.options import FLAG
+from opencharacter.cli.push import push_command
 from opencharacter.errors import Interrupted, OpenCharacterError
 
 INTERRUPTED = "interrupted: rerun the same command to resume"
@@ -53,6 +56,9 @@ app.command("recipe")(recipe.recipe_command)
 app.command("serve")(serve.serve)
 app.command("demo")(demo.demo)
 app.command("merge")(merge.merge_command)
+app.command("import")(import_command)
+app.command("push")(push_command)
+app.command("init")(init_command)
 
 
 def _usage_error_types() -> tuple[type[BaseException], ...]:

@@ -179,21 +179,33 @@ def run_command(
     if dry_run:
         print_plan(dry_run_pipeline(pipeline, retry_failed))
         return
-    run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet, reporter=ConsoleReporter())
+    made = run_pipeline(pipeline, retry_failed=retry_failed, quiet=quiet, reporter=ConsoleReporter())
+    if pipeline.export:
+        from opencharacter.cli.exports import refresh_cards
+
+        refresh_cards(made)  # the exports written after the run's card get theirs
 
 
 def export_command(
-    run: Annotated[Path, typer.Option("--run", help="Run directory.")],
+    run: Annotated[Path | None, typer.Option("--run", help="Run directory.")] = None,
     fmt: Annotated[
-        list[str] | None, typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}, cards; repeatable.")
+        list[str] | None, typer.Option("--format", help=f"{', '.join(EXPORT_FORMATS)}, cards, gguf; repeatable.")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Directory for the files (default RUN/exports).")] = None,
+    model: Annotated[Path | None, typer.Option("--model", help="gguf: a `train --out` model directory.")] = None,
+    gguf_type: Annotated[
+        list[str] | None, typer.Option("--gguf-type", help="gguf: f16 (default) and/or q8_0; repeatable.")
+    ] = None,
+    card_version: Annotated[int, typer.Option("--card-version", help="cards: Character Card V2 or 3.")] = 2,
 ) -> None:
-    """Write the run's dialogues as ShareGPT, Alpaca, messages JSONL or Parquet."""
-    for name in fmt or ["messages"]:
+    """Write the run's dialogues as ShareGPT, Alpaca, messages JSONL or Parquet (or cards; or a model as GGUF)."""
+    from opencharacter.cli.exports import refresh_cards, special_exports
+
+    for name in special_exports(run, fmt or ["messages"], out, model, gguf_type, card_version):
         path, rows = export_run(run, name, out)
         what = "character cards (JSON and PNG)" if name == "cards" else "dialogues"
         typer.echo(f"wrote {rows} {what} to {path}")
+    refresh_cards(run)
 
 
 def filter_command(

@@ -64,6 +64,12 @@ def train_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.", metavar=opt.FLAG)
     ] = False,
+    gguf: Annotated[
+        list[str] | None, typer.Option("--gguf", help="Also write the merged model as GGUF: f16 and/or q8_0.")
+    ] = None,
+    push_to_hub: Annotated[
+        str | None, typer.Option("--push-to-hub", help="Then upload the model to this private Hub repo (owner/name).")
+    ] = None,
 ) -> None:
     """Fine-tune on in-character dialogues (loss on answers only), or prefer the more in-character of two
     candidate answers (DPO); held-out characters for validation."""
@@ -91,6 +97,9 @@ def train_command(
     section.update({k: v for k, v in flags.items() if v is not None})
     train_config = build(TrainConfig, section, str(config or "flags"))
     _check_data(train_config.method, run, data)
+    from opencharacter.cli.release_steps import after_training, check_release_steps
+
+    check_release_steps(gguf, push_to_hub)  # before an hour of training, not after
     from opencharacter.train.memory import format_bytes
     from opencharacter.train.trainer import train  # torch, transformers and trl load only here
 
@@ -110,6 +119,7 @@ def train_command(
         f"model: {result.out}  (adapter or weights, tokenizer, README.md, loss.png, opencharacter.json); "
         f"base model {result.base_model_id}"
     )
+    after_training(result.out, gguf, push_to_hub)
 
 
 def _check_data(method: str, run: Path | None, data: str | None) -> None:

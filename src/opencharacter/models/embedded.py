@@ -7,7 +7,6 @@ downloaded: the file comes from the installed package.
 
 from __future__ import annotations
 
-import fcntl
 import importlib.util
 import os
 import shutil
@@ -54,8 +53,9 @@ def embedded_model_dir() -> Path:
         return target
     source = gguf_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / ".convert.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    from filelock import FileLock  # portable (fcntl exists on POSIX only)
+
+    with FileLock(target.parent / ".convert.lock"):
         if not (target / "config.json").exists():
             _convert(source, target)
     return target
