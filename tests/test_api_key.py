@@ -34,7 +34,7 @@ def test_the_openai_backend_sends_the_file_key(tmp_path, monkeypatch):
         BackendConfig(backend="openai", base_url="http://127.0.0.1:9/v1", api_key_env="OC_TEST_KEY",
                       api_key_file=str(key_file))
     )  # fmt: skip
-    assert backend._headers["Authorization"] == "Bearer sk-file-only"
+    assert backend._post_headers["http://127.0.0.1:9/v1"]["Authorization"] == "Bearer sk-file-only"
 
 
 def test_the_ray_executor_puts_no_key_in_the_runtime_env(tmp_path, monkeypatch):

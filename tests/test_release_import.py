@@ -17,7 +17,7 @@ from fake_hub import FakeHub
 from release_files import PROFILE, character_id, write_release
 
 from opencharacter.prompts.system_prompt import render_system_prompt
-from opencharacter.sources import release_import
+from opencharacter.pipeline import release_import
 from opencharacter.sources.release_profiles import UNSPECIFIED, parse_profile_text
 from opencharacter.store import RunStore
 

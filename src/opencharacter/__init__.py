@@ -57,7 +57,7 @@ _LAZY: dict[str, str] = {
     "iter_personas": "opencharacter.sources",
     "load_instructions": "opencharacter.sources",
     "load_personas": "opencharacter.sources",
-    "import_release": "opencharacter.sources.release_import",
+    "import_release": "opencharacter.pipeline.release_import",
     # backends
     "Backend": "opencharacter.backends",
     "build_backend": "opencharacter.backends",
@@ -207,6 +207,6 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; never imported at run time
         Sampling,
     )
     from opencharacter.sources import iter_instructions, iter_personas, load_instructions, load_personas
-    from opencharacter.sources.release_import import import_release
+    from opencharacter.pipeline.release_import import import_release
     from opencharacter.store import RunStore
     from opencharacter.train.trainer import train as train_model

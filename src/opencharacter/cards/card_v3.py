@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from opencharacter.cards.card_v2 import CardData, CardV2
+from opencharacter.cards.card_v2 import CardData, CardV2, card_v2_from_character
+from opencharacter.records import Character
 
 BACKFILL_NOTE = (
     "This character card is Character Card V3, but it is loaded as a Character Card V2. "
@@ -72,3 +73,11 @@ def to_v2(card: CardV2 | CardV3) -> CardV2:
     notes = kept.get("creator_notes") or ""
     kept["creator_notes"] = f"{BACKFILL_NOTE}\n\n{notes}".rstrip() if BACKFILL_NOTE not in notes else notes
     return CardV2(data=CardData.model_validate(kept))
+
+
+def card_from_character(character: Character, creator: str = "opencharacter", version: int = 2) -> CardV2 | CardV3:
+    """A character as a card: V2 by default, V3 (`version=3`, written with a V2 backfill) on request."""
+    if version not in (2, 3):
+        raise ValueError(f"card version must be 2 or 3, got {version!r}")
+    card = card_v2_from_character(character, creator)
+    return to_v3(card) if version == 3 else card

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opencharacter.cards.card_v2 import card_from_character
+from opencharacter.cards.card_v3 import card_from_character
 from opencharacter.cards.files import write_card_json, write_card_png
 from opencharacter.errors import ConfigError
 from opencharacter.records import Character

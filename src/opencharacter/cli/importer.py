@@ -48,7 +48,7 @@ def import_command(
         raise ConfigError(f"--from {kind!r}: choose one of {', '.join(IMPORT_SOURCES)}")
     if revision is not None and not source.startswith("hf:"):
         raise ConfigError("--revision applies to a hub dataset (hf:owner/name), not to a local directory")
-    from opencharacter.sources.release_import import import_release
+    from opencharacter.pipeline.release_import import import_release
 
     def progress(report) -> None:
         if not quiet:
