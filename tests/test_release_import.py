@@ -16,8 +16,8 @@ from conftest import read_jsonl
 from fake_hub import FakeHub
 from release_files import PROFILE, character_id, write_release
 
-from opencharacter.prompts.system_prompt import render_system_prompt
 from opencharacter.pipeline import release_import
+from opencharacter.prompts.system_prompt import render_system_prompt
 from opencharacter.sources.release_profiles import UNSPECIFIED, parse_profile_text
 from opencharacter.store import RunStore
 

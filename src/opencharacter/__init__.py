@@ -192,6 +192,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; never imported at run time
     from opencharacter.export.hub import push_model, push_run
     from opencharacter.filters import apply_filters
     from opencharacter.pipeline import export_run, run_pipeline, run_profiles, run_synthesis
+    from opencharacter.pipeline.release_import import import_release
     from opencharacter.prompts.system_prompt import render_system_prompt
     from opencharacter.recipe.experiment import run_recipe
     from opencharacter.records import (
@@ -207,6 +208,5 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; never imported at run time
         Sampling,
     )
     from opencharacter.sources import iter_instructions, iter_personas, load_instructions, load_personas
-    from opencharacter.pipeline.release_import import import_release
     from opencharacter.store import RunStore
     from opencharacter.train.trainer import train as train_model
