@@ -62,9 +62,9 @@ def run(local, rows: int, max_tokens: int, temperature: float, schema, baseline:
         processors.append(RowSampler([r.sampling.seed for r in requests], temperature, 0.95))
     eos = local._eos_ids()
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), local.using() as model:
         if baseline:
-            output = local.model.generate(
+            output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention,
                 max_new_tokens=max_tokens,
@@ -77,7 +77,7 @@ def run(local, rows: int, max_tokens: int, temperature: float, schema, baseline:
             )
             made = output[:, width:].tolist()
         else:
-            made = decode(local.model, input_ids, attention, max_tokens, eos, processors)
+            made = decode(model, input_ids, attention, max_tokens, eos, processors)
     seconds = time.perf_counter() - start
     cut = []
     for row in made:

@@ -84,8 +84,8 @@ def test_same_tokens_as_transformers_generate_with_finished_rows_leaving(local, 
 
     input_ids, attention, width, processors = batch(local, temperature, schema)
     eos = local._eos_ids()
-    with torch.inference_mode():
-        reference = local.model.generate(
+    with torch.inference_mode(), local.using() as model:
+        reference = model.generate(
             input_ids=input_ids,
             attention_mask=attention,
             max_new_tokens=MAX_TOKENS,
@@ -98,7 +98,7 @@ def test_same_tokens_as_transformers_generate_with_finished_rows_leaving(local, 
         )
         sizes = BatchSizes()
         rows = decode(
-            local.model,
+            model,
             input_ids,
             attention,
             MAX_TOKENS,
@@ -127,9 +127,9 @@ def test_a_token_observer_sees_every_token_as_made_and_can_stop_one_row(local):
             seen.setdefault(row, []).append(token)
         return {1} if len(seen[1]) == 3 else ()
 
-    with torch.inference_mode():
-        plain = decode(local.model, input_ids, attention, MAX_TOKENS, eos, processors(None))
-        observed = decode(local.model, input_ids, attention, MAX_TOKENS, eos, processors(None), observe)
+    with torch.inference_mode(), local.using() as model:
+        plain = decode(model, input_ids, attention, MAX_TOKENS, eos, processors(None))
+        observed = decode(model, input_ids, attention, MAX_TOKENS, eos, processors(None), observe)
     assert observed[1] == plain[1][:3]  # stopped after its third token, without an end-of-sequence token
     assert [row for i, row in enumerate(observed) if i != 1] == [row for i, row in enumerate(plain) if i != 1]
     assert seen == dict(enumerate(observed))  # every token, in order, as it was made

@@ -11,6 +11,7 @@ streamed request shares batches with plain ones, and its tokens reach the caller
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Collection, Sequence
@@ -26,7 +27,8 @@ from opencharacter.config import BackendConfig
 from opencharacter.errors import BackendError, MissingDependencyError
 from opencharacter.hashing import canonical_json
 from opencharacter.models.embedded import EMBEDDED_ID, EMBEDDED_NAME
-from opencharacter.models.loading import chat_prompt_ids, load_model_and_tokenizer
+from opencharacter.models.loading import chat_prompt_ids
+from opencharacter.models.shared_weights import shared_weights
 from opencharacter.records import ChatRequest, Completion
 
 DECODING = "penalty-on-generated"
@@ -78,13 +80,24 @@ class LocalModel:
         self.device = pick_device(device)
         torch.manual_seed(seed)
         dtype = torch.bfloat16 if self.device.startswith("cuda") and torch.cuda.is_bf16_supported() else None
-        self.model, self.tokenizer = load_model_and_tokenizer(model, self.device, dtype)
+        # The base's weights are shared with every other local model over the same base (base, tuned
+        # student and judge in one evaluation): see models/shared_weights.py.
+        self._weights, self._adapter, self.tokenizer = shared_weights(model, self.device, dtype)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._grammars: dict[str, Any] = {}
         self._compiler: Any = None
-        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> Any:
+        """The loaded model, for reading its config; to run it, use `using()` (or `generate`), which
+        switches this model's adapter on: the weights may be shared with other adapters."""
+        return self._weights.model
+
+    def using(self) -> contextlib.AbstractContextManager[Any]:
+        """The model with this model's adapter (or none) active, held for the `with` block."""
+        return self._weights.active(self._adapter)
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         return chat_prompt_ids(self.tokenizer, request)
@@ -140,8 +153,8 @@ class LocalModel:
         if sampling.temperature > 0:  # sampled per request (row_sampling.py), then the forced token is taken
             processors.append(RowSampler([r.sampling.seed for r in requests], sampling.temperature, sampling.top_p))
         eos_ids = self._eos_ids()
-        with self._lock, torch.inference_mode():
-            rows = decode(self.model, input_ids, attention, sampling.max_tokens, eos_ids, processors, _observer(sinks))
+        with self.using() as model, torch.inference_mode():
+            rows = decode(model, input_ids, attention, sampling.max_tokens, eos_ids, processors, _observer(sinks))
         completions = []
         for row, prompt in zip(rows, prompts, strict=True):
             stopped = bool(row) and row[-1] in eos_ids  # `decode` ends a row at its end-of-sequence token
