@@ -6,13 +6,29 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from opencharacter.errors import ConfigError, InputError
+from opencharacter.records import Sampling
 
 
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_sampling_keeps_the_sections_defaults(cls, data: Any) -> Any:
+        """`sampling: {temperature: 0.9}` (or `--temperature 0.9`) changes the temperature only: the
+        other parameters keep this section's defaults (profiles: 400 tokens), not `Sampling`'s own."""
+        if not isinstance(data, dict):
+            return data
+        for name, field in cls.model_fields.items():
+            given = data.get(name)
+            if isinstance(given, dict) and field.default_factory is not None:
+                default = field.default_factory()  # type: ignore[call-arg]
+                if isinstance(default, Sampling):
+                    data = {**data, name: {**default.model_dump(exclude_defaults=True), **given}}
+        return data
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
