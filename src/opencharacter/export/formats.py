@@ -47,15 +47,37 @@ def to_messages(dialogue: Dialogue) -> dict[str, Any]:
     }
 
 
+# Rows per Parquet row group: the writer holds one group at a time, so memory stays flat at any size.
+PARQUET_BATCH = 10_000
+
+
+def parquet_schema() -> Any:
+    """The Arrow schema of a dialogue row, spelled out: inferring it from the first rows would type an
+    always-empty `finish_reasons` as list<null> and fail on the first later row that has one."""
+    import pyarrow as pa
+
+    strings = pa.string()
+    message = pa.struct([("role", strings), ("content", strings)])
+    columns = {name: strings for name in Dialogue.model_fields}
+    columns.update(messages=pa.list_(message), finish_reasons=pa.list_(strings), candidate=pa.int64())
+    return pa.schema(list(columns.items()))
+
+
 def _write_parquet(path: Path, dialogues: Iterable[Dialogue]) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = [d.model_dump(mode="json") for d in dialogues]
-    table = pa.Table.from_pylist(rows)
-    with atomic_open(path, "wb") as stream:
-        pq.write_table(table, stream)
-    return len(rows)
+    schema, rows, count = parquet_schema(), [], 0
+    with atomic_open(path, "wb") as stream, pq.ParquetWriter(stream, schema) as writer:
+        for dialogue in dialogues:
+            rows.append(dialogue.model_dump(mode="json"))
+            if len(rows) == PARQUET_BATCH:
+                writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+                count, rows = count + len(rows), []
+        if rows or not count:
+            writer.write_table(pa.Table.from_pylist(rows, schema=schema))
+            count += len(rows)
+    return count
 
 
 _JSONL: dict[str, Callable[[Dialogue], dict[str, Any]]] = {
