@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from opencharacter.config.backend import BackendConfig, ExecutorConfig
-from opencharacter.config.eval import EvalConfig
+from opencharacter.config.eval import EvalConfig, PersonaGymConfig
 from opencharacter.config.filters import FiltersConfig
 from opencharacter.config.pipeline import PipelineConfig
 from opencharacter.config.recipe import RecipeConfig
@@ -24,6 +24,7 @@ def reference_markdown() -> str:
         ("filters", FiltersConfig),
         ("train", TrainConfig),
         ("eval", EvalConfig),
+        ("eval.personagym", PersonaGymConfig),
         ("sampling (inside profiles / synthesis)", Sampling),
         ("personas", PersonaSource),
         ("instructions[]", InstructionSource),
@@ -34,7 +35,7 @@ def reference_markdown() -> str:
     for title, model in sections:
         lines += [f"**{title}**", "", "| key | default | meaning |", "|---|---|---|"]
         for name, field in model.model_fields.items():
-            if isinstance(field.default, (str, int, float, bool)) or field.default is None:
+            if isinstance(field.default, (str, int, float, bool, tuple)) or field.default is None:
                 default = "required" if field.is_required() else f"`{field.default!r}`"
             elif field.default_factory is not None:
                 made = field.default_factory()  # type: ignore[call-arg]
@@ -45,6 +46,7 @@ def reference_markdown() -> str:
                     default = f"`{made!r}`"
             else:
                 default = "required"
+            default = default.replace("|", "\\|")  # a default such as `<|eot_id|>` must not end the cell
             lines.append(f"| `{name}` | {default} | {field.description or ''} |")
         lines.append("")
     return "\n".join(lines)
