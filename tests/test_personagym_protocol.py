@@ -214,3 +214,50 @@ def test_process_examples_and_verdict_parsing_follow_the_reference():
     assert protocol.parse_scores("Therefore, the final score is 5") == []  # no '(n) Evaluation:' segment
     assert protocol.modified_average([4, 0, 2]) == 3.0
     assert protocol.modified_average([0, 0]) == 0 and protocol.modified_average([]) == 0
+
+
+def test_compare_labels_the_protocol_and_refuses_to_cross_protocols(tmp_path, run_cli, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    checkout = make_checkout(tmp_path / "PersonaGym", [CAPTAIN, STUDENT], per_task=1)
+    replies = {"answer": ANSWER, "examples": EXAMPLES_REPLY, "judge": verdict([4])}
+    with recording_server(lambda body: replies[kind(body)]) as (url, _):
+        for name in ("p1", "p2"):
+            code, _, err = evaluate(run_cli, checkout, tmp_path / name, url, "--light", "--judge", "j")
+            assert code == 0, err
+    ours = tmp_path / "ours"
+    benchmark = ("--benchmark", checkout / "questions/benchmark-v1", "--backend", "fake", "--judge-backend", "fake")
+    code, _, err = run_cli("eval", *benchmark, "--out", ours, "-q")
+    assert code == 0, err
+    summary = json.loads((ours / "summary.json").read_text())
+    # No judge named: the embedded model judges, and the report says this is no score to report.
+    assert summary["protocol"] == "opencharacter" and summary["demo_judge"] is True
+    report = (ours / "report.md").read_text()
+    assert "Protocol: opencharacter protocol" in report and "embedded demo model" in report
+    code, _, err = run_cli("eval", "compare", tmp_path / "p1", ours)
+    assert code != 0 and "personagym protocol" in err and "opencharacter protocol" in err
+    code, out, err = run_cli("eval", "compare", tmp_path / "p1", tmp_path / "p2")
+    assert code == 0, err
+    assert "PersonaGym-Light protocol" in err and json.loads(out)[-1]["task"] == "PersonaScore"
+
+
+def test_checkout_reading_commit_upstream_layout_and_bad_templates(tmp_path):
+    import subprocess
+
+    from opencharacter.errors import InputError
+    from opencharacter.eval.personagym.checkout import load_checkout, load_questions
+
+    root = make_checkout(tmp_path / "PersonaGym", [STUDENT, CAPTAIN], per_task=1, with_personas_file=False)
+    (root / "prompts/score_examples/examples.txt").rename(root / "prompts/score_examples/parallel_examples.txt")
+    git = ("git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@t")
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "stand-in"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    checkout = load_checkout(root)
+    assert checkout.commit == head
+    # Upstream has no examples.txt: its five-rubric template is used, with one rubric per call.
+    assert checkout.examples_file == "prompts/score_examples/parallel_examples.txt"
+    assert load_questions(checkout, "questions/benchmark-v1")[0] == [CAPTAIN, STUDENT]  # no personas.py: by name
+    (root / "rubrics/Toxicity.txt").write_text("a {stray} slot", encoding="utf-8")
+    with pytest.raises(InputError, match=r"rubrics/Toxicity.txt.*does not format"):
+        protocol.judge_messages(load_checkout(root), CAPTAIN, "Toxicity", [("q", "a")], ["e"])

@@ -196,7 +196,10 @@ def _label(summary: dict) -> str:
 
 
 def print_scores(summary: dict) -> None:
-    table = Table(title=f"{_label(summary)} · judges: {', '.join(summary['judges'])}", title_justify="left")
+    from opencharacter.eval.report import protocol_label
+
+    title = f"{_label(summary)} · judges: {', '.join(summary['judges'])} · {protocol_label(summary)}"
+    table = Table(title=title, title_justify="left")
     for column in ("task", "mean", "std", "personas"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, stats in summary["scores"].items():
@@ -235,10 +238,19 @@ def compare_command(
         return json.loads(file.read_text(encoding="utf-8"))
 
     a, b = load(first), load(second)
+    from opencharacter.eval.report import protocol_label
+
+    # Evaluations made before `protocol` was recorded are ours (the only protocol there was).
+    protocols = a.get("protocol", "opencharacter"), b.get("protocol", "opencharacter")
+    if protocols[0] != protocols[1]:
+        raise ConfigError(
+            f"{first} is scored by the {protocols[0]} protocol, {second} by the {protocols[1]} protocol: "
+            "their numbers are on different scales; compare evaluations of one protocol"
+        )
     left, right = _label(a), _label(b)
     if left == right:  # the same model twice (other settings): tell the columns apart by directory
         left, right = f"{left} · {first.name}", f"{right} · {second.name}"
-    table = Table(title=f"{left}  →  {right}", title_justify="left")
+    table = Table(title=f"{left}  →  {right} · {protocol_label(a)}", title_justify="left")
     for column in ("task", left, right, "delta", "95% CI"):
         table.add_column(column, justify="left" if column == "task" else "right")
     rows = []

@@ -24,6 +24,7 @@ from opencharacter.errors import BackendError, ConfigError, FatalBackendError
 from opencharacter.eval.personagym import protocol
 from opencharacter.eval.personagym.checkout import Checkout, load_checkout, load_questions
 from opencharacter.eval.personagym.scores import PERSONA_SCORE, batch_score, over_personas, persona_scores
+from opencharacter.eval.report import protocol_label
 from opencharacter.fileio import atomic_open, write_jsonl
 from opencharacter.records import ChatMessage, ChatRequest, Sampling
 from opencharacter.store import RunStore
@@ -209,15 +210,6 @@ def report_lines(summary: dict[str, Any]) -> list[str]:
     return [f"{key} ({s['personas']}/{total}): {s['mean']} ({s['std']})" for key, s in summary["scores"].items()]
 
 
-def protocol_label(summary: dict[str, Any]) -> str:
-    """Which protocol a number came from, as the report and `eval compare` name it."""
-    if summary.get("protocol") == PROTOCOL:
-        name = "PersonaGym-Light" if summary.get("light") else "PersonaGym"
-        commit = (summary.get("checkout") or {}).get("commit")
-        return f"{name} protocol (checkout {commit[:12]})" if commit else f"{name} protocol"
-    return "opencharacter protocol (our rubrics; not comparable with PersonaGym numbers)"
-
-
 def report_markdown(summary: dict[str, Any]) -> str:
     judges = ", ".join(j["model"] for j in summary["judges"])
     score = summary["persona_score"]
@@ -242,4 +234,4 @@ def report_markdown(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PROTOCOL", "evaluate_personagym", "protocol_label", "report_lines", "report_markdown"]
+__all__ = ["PROTOCOL", "evaluate_personagym", "report_lines", "report_markdown"]
