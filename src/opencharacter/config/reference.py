@@ -7,6 +7,7 @@ from pydantic import BaseModel
 from opencharacter.config.backend import BackendConfig, ExecutorConfig
 from opencharacter.config.eval import EvalConfig, PersonaGymConfig
 from opencharacter.config.filters import FiltersConfig
+from opencharacter.config.grpo import GRPOSettings, RewardSpec
 from opencharacter.config.pipeline import PipelineConfig
 from opencharacter.config.recipe import RecipeConfig
 from opencharacter.config.synthesis import InstructionSource, PersonaSource, ProfilesConfig, SynthesisConfig
@@ -23,6 +24,8 @@ def reference_markdown() -> str:
         ("synthesis", SynthesisConfig),
         ("filters", FiltersConfig),
         ("train", TrainConfig),
+        ("train.grpo (GRPO only)", GRPOSettings),
+        ("train.grpo.rewards[] (plus the reward's own settings)", RewardSpec),
         ("eval", EvalConfig),
         ("eval.personagym", PersonaGymConfig),
         ("sampling (inside profiles / synthesis)", Sampling),

@@ -1,4 +1,4 @@
-"""`train:` — student training (SFT, DPO)."""
+"""`train:` — student training (SFT, DPO, GRPO)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ from typing import Literal
 from pydantic import Field
 
 from opencharacter.config.base import Config
+from opencharacter.config.grpo import GRPOSettings
 
 
 class TrainConfig(Config):
     model: str = Field("embedded", description="Base model: hub id, local directory, or 'embedded'.")
-    method: Literal["lora", "full", "dpo"] = Field(
+    method: Literal["lora", "full", "dpo", "grpo"] = Field(
         "lora",
         description="SFT with LoRA adapters (peft), full SFT, or DPO with LoRA on preferences.jsonl "
-        "(best vs worst candidate).",
+        "(best vs worst candidate), or GRPO with LoRA on weighted rewards (`grpo:`).",
     )
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="GRPO only: rewards and sampling.")
     dpo_beta: float = Field(0.1, gt=0, description="DPO: strength of the pull towards the reference model.")
     init_adapter: str | None = Field(
         None,

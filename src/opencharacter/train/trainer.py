@@ -51,6 +51,10 @@ def train(config: TrainConfig, data_source: str | Path, out: str | Path, resume:
         from opencharacter.train.dpo import train_dpo
 
         return train_dpo(config, data_source, out, resume)
+    if config.method == "grpo":
+        from opencharacter.train.grpo import train_grpo
+
+        return train_grpo(config, data_source, out, resume)
     if config.init_adapter and config.method == "full":
         raise ConfigError("init_adapter continues a LoRA adapter: use method lora or dpo, not full")
     base_model_name(config)  # a wrong init_adapter fails before torch loads
