@@ -54,6 +54,10 @@ def train_command(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="Peak learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Dialogues per step (default 8).")] = None,
+    global_batch_size: Annotated[
+        int | None,
+        typer.Option("--global-batch-size", help="Dialogues per optimizer update over all processes (GPUs)."),
+    ] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per dialogue (default 1024).")] = None,
     strategy: Annotated[
         list[str] | None, typer.Option("--strategy", help="Train only on generate and/or rewrite dialogues.")
@@ -90,6 +94,7 @@ def train_command(
         "max_steps": max_steps,
         "learning_rate": learning_rate,
         "batch_size": batch_size,
+        "global_batch_size": global_batch_size,
         "max_length": max_length,
         "strategies": strategy,
         "merge": merge or None,
@@ -104,6 +109,8 @@ def train_command(
     from opencharacter.train.trainer import train  # torch, transformers and trl load only here
 
     result = train(train_config, run if run is not None else str(data), out, resume=resume)
+    if not result.main_process:  # under a launcher: rank 0 reports (and exports) for all
+        return
     plan = result.plan
     dpo = result.method == "dpo"
     examples = "preference pairs" if dpo else "dialogues"
@@ -144,6 +151,11 @@ def _rewards_line(rewards: dict[str, float | None]) -> str:
         return "n/a" if accuracy is None else f"accuracy {accuracy:.2f}, margin {margin:.3f}"
 
     return f"DPO rewards: training {shown('train')}; held-out characters {shown('validation')}\n"
+
+
+def _processes(plan: dict) -> str:
+    processes = plan.get("processes", 1)
+    return f" × {processes} processes" if processes > 1 else ""
 
 
 def _on(flag: bool) -> str:
