@@ -56,6 +56,10 @@ def train_command(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="Peak learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Dialogues per step (default 8).")] = None,
+    global_batch_size: Annotated[
+        int | None,
+        typer.Option("--global-batch-size", help="Dialogues per optimizer update over all processes (GPUs)."),
+    ] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per dialogue (default 1024).")] = None,
     strategy: Annotated[
         list[str] | None, typer.Option("--strategy", help="Train only on generate and/or rewrite dialogues.")
@@ -92,6 +96,7 @@ def train_command(
         "max_steps": max_steps,
         "learning_rate": learning_rate,
         "batch_size": batch_size,
+        "global_batch_size": global_batch_size,
         "max_length": max_length,
         "strategies": strategy,
         "merge": merge or None,
@@ -106,6 +111,8 @@ def train_command(
     from opencharacter.train.trainer import train  # torch, transformers and trl load only here
 
     result = train(train_config, run if run is not None else str(data), out, resume=resume)
+    if not result.main_process:  # under a launcher: rank 0 reports (and exports) for all
+        return
     plan = result.plan
     dpo = result.method == "dpo"
     if result.method == "grpo":
@@ -170,6 +177,11 @@ def _grpo_lines(result) -> str:
         f"rewards (first → last logged step): {', '.join(parts)}{failures}\n"
         f"model: {result.out}  (adapter, tokenizer, README.md, opencharacter.json); base model {result.base_model_id}"
     )
+
+
+def _processes(plan: dict) -> str:
+    processes = plan.get("processes", 1)
+    return f" × {processes} processes" if processes > 1 else ""
 
 
 def _on(flag: bool) -> str:
