@@ -89,8 +89,12 @@ def test_compare_reports_deltas_with_intervals(tmp_path, run_cli, benchmark):
         "PersonaScore",
         "fidelity MRR",
         "lexical fidelity MRR",
+        "copy-masked fidelity MRR",
+        "copy-masked lexical fidelity MRR",
+        "profile copy rate",
+        "opens with profile",
     ]
-    assert "lexical MRR" in err and err.count("[") >= 8  # every row of the table has its interval
+    assert "lexical MRR" in err and err.count("[") >= 12  # every row of the table has its interval
     assert all(r["low"] <= r["delta"] <= r["high"] for r in rows)
     code, _, err = run_cli("eval", "compare", first, tmp_path)
     assert code == 2 and "not an evaluation directory" in err

@@ -195,6 +195,14 @@ def _label(summary: dict) -> str:
     return str(summary.get("label") or summary["model"])
 
 
+FIDELITY_KEYS = (
+    ("fidelity (embedding)", "fidelity"),
+    ("fidelity (lexical)", "fidelity_lexical"),
+    ("fidelity (embedding, copy-masked)", "fidelity_masked"),
+    ("fidelity (lexical, copy-masked)", "fidelity_lexical_masked"),
+)
+
+
 def print_scores(summary: dict) -> None:
     from opencharacter.eval.report import protocol_label
 
@@ -207,7 +215,7 @@ def print_scores(summary: dict) -> None:
         shown = "n/a" if mean is None or (isinstance(mean, float) and math.isnan(mean)) else f"{mean:.2f}"
         table.add_row(name, shown, f"{stats['std']:.2f}", str(stats["personas"]))
     console.print(table)
-    for name, key in (("fidelity (embedding)", "fidelity"), ("fidelity (lexical)", "fidelity_lexical")):
+    for name, key in FIDELITY_KEYS:
         fidelity = summary.get(key) or {}
         if fidelity.get("answers"):
             console.print(
@@ -215,7 +223,11 @@ def print_scores(summary: dict) -> None:
                 f"MRR {fidelity['mrr']:.2f} (chance {fidelity['chance_mrr']:.2f}) over {fidelity['answers']} answers"
             )
     if summary["fidelity"].get("answers"):
-        console.print("(candidate selection optimises the embedding fidelity; the lexical one is independent of it)")
+        from opencharacter.eval.report import copy_line
+
+        console.print(copy_line(summary))
+        console.print("(candidate selection optimises the embedding fidelity; the lexical one is independent of it;")
+        console.print(" copy-masked: ranked on the answers without the spans copied from their own profile)")
     console.print(f"verdicts: {summary['verdicts']}, excluded: {summary['excluded_verdicts']}")
 
 
@@ -228,7 +240,7 @@ def compare_command(
     """Per-task scores and fidelity side by side, with deltas and 95% bootstrap intervals over personas.
 
     The table goes to stderr; stdout gets the deltas as one JSON line, for scripts."""
-    from opencharacter.eval.fidelity import reciprocal_ranks
+    from opencharacter.eval.fidelity import copy_by_character, reciprocal_ranks
     from opencharacter.eval.scores import bootstrap_delta
 
     def load(path: Path) -> dict:
@@ -271,6 +283,8 @@ def compare_command(
     signals = (
         ("embedding", "fidelity", "fidelity", "fidelity"),
         ("lexical", "fidelity_lexical", "lexical", "lexical fidelity"),
+        ("embedding_masked", "fidelity_masked", "copy-masked", "copy-masked fidelity"),
+        ("lexical_masked", "fidelity_lexical_masked", "copy-masked lexical", "copy-masked lexical fidelity"),
     )
     for signal, key, shown, name in signals:
         fa, fb = a.get(key) or {}, b.get(key) or {}
@@ -283,5 +297,14 @@ def compare_command(
         interval = f"[{low:+.2f}, {high:+.2f}]"
         table.add_row(f"{shown} MRR", f"{fa['mrr']:.2f}", f"{fb['mrr']:.2f}", f"{delta:+.2f}", interval)
         rows.append({"task": f"{name} MRR", "delta": delta, "low": low, "high": high})
+    # How much of the fidelity answers restates their own profile (lower is better), per character.
+    ca, cb = a.get("profile_copy") or {}, b.get("profile_copy") or {}
+    if ca.get("answers") and cb.get("answers"):
+        for field, shown in (("copy_rate", "profile copy rate"), ("opens_with_profile", "opens with profile")):
+            before, after = copy_by_character(first, field), copy_by_character(second, field)  # type: ignore[arg-type]
+            delta, low, high = bootstrap_delta(before, after, samples)
+            interval = f"[{low:+.2f}, {high:+.2f}]"
+            table.add_row(shown, f"{ca[field]:.2f}", f"{cb[field]:.2f}", f"{delta:+.2f}", interval)
+            rows.append({"task": shown, "delta": delta, "low": low, "high": high})
     console.print(table)
     typer.echo(json.dumps(rows))

@@ -9,6 +9,10 @@ Two signals share one ranking routine (`rank_answers`):
 - lexical: BM25 retrieval of the profile from the answer's words (`eval/lexical.py`) — a yardstick
   selection never saw, so a student cannot look better merely by pleasing the embedding model.
 
+Both reward an answer that recites its profile, so each is also computed on the answer with its
+profile-copied spans removed (`eval/copying.py`): the copy-masked signals `embedding_masked` and
+`lexical_masked`, which only what the character says beyond its profile can win.
+
 Deterministic, and it measures exactly what the recipe trains: answers that depend on the character.
 """
 
@@ -22,12 +26,22 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from opencharacter.eval.copying import NOTHING_LEFT
 from opencharacter.eval.records import FidelityResult
 from opencharacter.hashing import content_hash
 
-Signal = Literal["embedding", "lexical"]
+Signal = Literal["embedding", "lexical", "embedding_masked", "lexical_masked"]
+# Where each signal's rank is in a FidelityResult (and in a fidelity.jsonl row).
+RANK_FIELDS: dict[str, str] = {
+    "embedding": "rank",
+    "lexical": "lexical_rank",
+    "embedding_masked": "masked_rank",
+    "lexical_masked": "masked_lexical_rank",
+}
 # What `without_names` leaves of an answer that was nothing but a name: it carries no content.
 NO_CONTENT = "(nothing but a name)"
+# Answers with no content of their own (only a name, only the profile): they rank at chance.
+_EMPTY = frozenset({NO_CONTENT, NOTHING_LEFT})
 
 QUESTIONS = (
     "Tell me a little about yourself.",
@@ -101,10 +115,14 @@ def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, 
     scorer: Scorer = embed if hasattr(embed, "similarity") else EmbeddingScorer(embed)
     ids = list(profiles)
     names = [n for n in (_name(profiles[i]) for i in ids) if n]
-    similarity = scorer.similarity(
-        [without_names(profiles[i], names) for i in ids], [without_names(text, names) for _, _, text in answers]
-    )
-    matrix = np.asarray(similarity.detach().cpu() if hasattr(similarity, "detach") else similarity, dtype=float)
+    texts = [without_names(text, names) for _, _, text in answers]
+    similarity = scorer.similarity([without_names(profiles[i], names) for i in ids], texts)
+    matrix = np.array(similarity.detach().cpu() if hasattr(similarity, "detach") else similarity, dtype=float)
+    # Nothing of its own to rank by (only a name, or only the profile once copied spans are masked):
+    # every profile ties, so the answer sits at chance whatever the scorer makes of the placeholder.
+    for row, text in enumerate(texts):
+        if text in _EMPTY:
+            matrix[row] = 0.0
     column = {persona_id: index for index, persona_id in enumerate(ids)}
     results = []
     for row, (question, persona, _) in enumerate(answers):
@@ -132,7 +150,7 @@ def rank_of(scores: Any, own: int, tie_key: Callable[[int], str]) -> int:
 
 
 def _rank(result: FidelityResult, signal: Signal) -> int | None:
-    return result.rank if signal == "embedding" else result.lexical_rank
+    return getattr(result, RANK_FIELDS[signal])
 
 
 def fidelity_summary(results: list[FidelityResult], signal: Signal = "embedding") -> dict[str, Any]:
@@ -152,17 +170,43 @@ def fidelity_summary(results: list[FidelityResult], signal: Signal = "embedding"
     }
 
 
+def copy_summary(results: list[FidelityResult]) -> dict[str, Any]:
+    """How much the fidelity answers restate their own profile: the mean copy rate and the share
+    of answers that open with the character's name or profile (`eval/copying.py`)."""
+    measured = [r for r in results if r.copy_rate is not None]
+    if not measured:
+        return {"answers": 0}
+    return {
+        "answers": len(measured),
+        "copy_rate": sum(r.copy_rate or 0.0 for r in measured) / len(measured),
+        "opens_with_profile": sum(bool(r.opens_with_profile) for r in measured) / len(measured),
+    }
+
+
 def reciprocal_ranks(evaluation: Path, signal: Signal = "embedding") -> dict[str, float]:
     """Mean reciprocal rank per character of an evaluation directory: the unit that bootstrap
     intervals resample, since answers of one character are not independent of each other.
 
-    Empty for the lexical signal when the evaluation predates it (rerun the evaluation: it ranks the
-    stored answers again without asking the model anything)."""
+    Empty for the lexical and the copy-masked signals when the evaluation predates them (rerun the
+    evaluation: it ranks the stored answers again without asking the model anything)."""
     path = evaluation / "fidelity.jsonl"
-    key = "rank" if signal == "embedding" else "lexical_rank"
+    key = RANK_FIELDS[signal]
     by: dict[str, list[float]] = {}
     for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
         row = json.loads(line)
         if row.get(key):
             by.setdefault(row["persona_id"], []).append(1 / row[key])
+    return {persona: sum(v) / len(v) for persona, v in by.items()}
+
+
+def copy_by_character(evaluation: Path, field: Literal["copy_rate", "opens_with_profile"]) -> dict[str, float]:
+    """A copy measure averaged per character of an evaluation directory (the copy rate, or the share
+    of answers opening with the profile), for bootstrap intervals like `reciprocal_ranks`'s; empty
+    when the evaluation predates the copy measures."""
+    path = evaluation / "fidelity.jsonl"
+    by: dict[str, list[float]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines() if path.exists() else []:
+        row = json.loads(line)
+        if row.get(field) is not None:
+            by.setdefault(row["persona_id"], []).append(float(row[field]))
     return {persona: sum(v) / len(v) for persona, v in by.items()}

@@ -54,3 +54,17 @@ class FidelityResult(Record):
     lexical_rank: int | None = Field(
         None, description="The same rank by BM25 over the answer's words; None in evaluations made before 0.2."
     )
+    # The profile-copy measures (`eval/copying.py`), against the answerer's own profile; None in
+    # evaluations made before them (a rerun fills them in from the stored answers, asking nothing).
+    copy_rate: float | None = Field(
+        None, description="Share of the answer's content word trigrams found in its own character's profile."
+    )
+    opens_with_profile: bool | None = Field(
+        None, description="The answer's first sentence names the character or is mostly copied from its profile."
+    )
+    masked_rank: int | None = Field(
+        None, description="The embedding rank of the answer with its profile-copied spans removed."
+    )
+    masked_lexical_rank: int | None = Field(
+        None, description="The BM25 rank of the answer with its profile-copied spans removed."
+    )

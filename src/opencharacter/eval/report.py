@@ -64,14 +64,37 @@ def _fidelity_line(fidelity: dict[str, Any], name: str = "Character fidelity") -
     )
 
 
+def copy_line(summary: dict[str, Any]) -> str:
+    """How much of the fidelity answers is their own profile restated (`eval/copying.py`)."""
+    copied = summary.get("profile_copy") or {}
+    if not copied.get("answers"):
+        return "Profile copying: not measured (rerun this evaluation to add it)."
+    return (
+        f"Profile copying ({copied['answers']} answers): copy rate {copied['copy_rate']:.2f} "
+        f"(share of word trigrams found in the answerer's own profile), "
+        f"{copied['opens_with_profile']:.0%} open with the character's name or profile"
+    )
+
+
+COPY_NOTE = (
+    "Copy-masked: the same ranking on the answers with every span copied from the answerer's own profile "
+    "removed, so reciting the profile cannot win it."
+)
+
+
 def fidelity_lines(summary: dict[str, Any]) -> list[str]:
-    """Both fidelity signals and which one selection optimised (none when fidelity was not measured)."""
+    """Both fidelity signals, each also copy-masked, the copy measures and which signal selection
+    optimised (none when fidelity was not measured)."""
     if not summary["fidelity"].get("answers"):
         return [_fidelity_line(summary["fidelity"])]
     return [
         _fidelity_line(summary["fidelity"], "Character fidelity, embedding (MiniLM cosine)"),
         _fidelity_line(summary.get("fidelity_lexical") or {}, "Character fidelity, lexical (BM25)"),
+        _fidelity_line(summary.get("fidelity_masked") or {}, "Character fidelity, embedding, copy-masked"),
+        _fidelity_line(summary.get("fidelity_lexical_masked") or {}, "Character fidelity, lexical, copy-masked"),
+        copy_line(summary),
         SELECTION_NOTE,
+        COPY_NOTE,
     ]
 
 

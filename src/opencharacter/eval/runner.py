@@ -17,8 +17,8 @@ from opencharacter.backends import backend_decoding, build_backend
 from opencharacter.config import BackendConfig, EvalConfig
 from opencharacter.engine import Engine
 from opencharacter.errors import ConfigError, MissingDependencyError
-from opencharacter.eval import stages
-from opencharacter.eval.fidelity import QUESTIONS, fidelity_summary, rank_answers
+from opencharacter.eval import copying, stages
+from opencharacter.eval.fidelity import QUESTIONS, copy_summary, fidelity_summary, rank_answers
 from opencharacter.eval.lexical import LexicalScorer
 from opencharacter.eval.progress import EvalProgress
 from opencharacter.eval.records import Answer, EvalPersona, FidelityResult, Question, Verdict
@@ -63,12 +63,31 @@ def _light(questions: list[Question]) -> list[Question]:
 
 
 def rank_fidelity(profiles: dict[str, str], answers: list[Answer]) -> list[FidelityResult]:
-    """Both fidelity signals for the stored answers: pure computation, no model call, so a rerun of
-    a finished evaluation (or an older one, made before the lexical signal) fills them in for free."""
+    """Both fidelity signals for the stored answers, on the answers as given and with the spans
+    copied from the answerer's own profile removed, plus each answer's copy measures: pure
+    computation, no model call, so a rerun of a finished evaluation (or an older one, made before
+    the lexical signal or the copy measures) fills them in for free."""
     triples = [(a.question, a.persona_id, a.answer) for a in answers]
-    embedding = rank_answers(Embedder(), profiles, triples)
-    lexical = rank_answers(LexicalScorer(), profiles, triples)
-    return [e.model_copy(update={"lexical_rank": x.rank}) for e, x in zip(embedding, lexical, strict=True)]
+    masked = [(q, p, copying.mask_copied(text, profiles[p])) for q, p, text in triples]
+    embedder, lexical_scorer = Embedder(), LexicalScorer()
+    embedding = rank_answers(embedder, profiles, triples)
+    lexical = rank_answers(lexical_scorer, profiles, triples)
+    embedding_masked = rank_answers(embedder, profiles, masked)
+    lexical_masked = rank_answers(lexical_scorer, profiles, masked)
+    results = []
+    for (_, persona, text), e, x, em, xm in zip(
+        triples, embedding, lexical, embedding_masked, lexical_masked, strict=True
+    ):
+        measure = copying.measure(text, profiles[persona])
+        update = {
+            "lexical_rank": x.rank,
+            "masked_rank": em.rank,
+            "masked_lexical_rank": xm.rank,
+            "copy_rate": round(measure.copy_rate, 6),
+            "opens_with_profile": measure.opens_with_profile,
+        }
+        results.append(e.model_copy(update=update))
+    return results
 
 
 async def _evaluate(
@@ -279,6 +298,9 @@ def evaluate(
         questions=len(data["questions"]),
         fidelity=fidelity_summary(data["fidelity"], "embedding"),
         fidelity_lexical=fidelity_summary(data["fidelity"], "lexical"),
+        fidelity_masked=fidelity_summary(data["fidelity"], "embedding_masked"),
+        fidelity_lexical_masked=fidelity_summary(data["fidelity"], "lexical_masked"),
+        profile_copy=copy_summary(data["fidelity"]),
         failures=len(data["failures"]),
         config=config.model_dump(mode="json"),
     )
