@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +76,19 @@ def _settings(model: type[Config], given: dict[str, Any], reward: str) -> Any:
         raise ConfigError(validation_message(exc, f"grpo reward {reward!r}")) from None
 
 
-def _name_reward(func: RewardFunc, name: str) -> RewardFunc:
-    func.__name__ = name  # type: ignore[attr-defined]  # what TRL logs: rewards/<name>/mean
-    return func
+def _timed(func: RewardFunc, name: str) -> RewardFunc:
+    """`func` named `name` (what TRL logs: rewards/<name>/mean), logging its seconds per step as
+    `reward_seconds/<name>`: the cost of each reward, beside generation's, in the training log."""
+
+    def reward(*args: Any, **kwargs: Any) -> list[float | None]:
+        started = time.perf_counter()
+        values = func(*args, **kwargs)
+        if kwargs.get("log_metric") is not None:
+            kwargs["log_metric"](f"reward_seconds/{name}", time.perf_counter() - started)
+        return values
+
+    reward.__name__ = name
+    return reward
 
 
 # --- fidelity --------------------------------------------------------------------------------------
@@ -307,5 +318,5 @@ def build_rewards(specs: list[Any], context: RewardContext) -> tuple[list[Reward
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"grpo rewards: {', '.join(repeated)} appear more than once; give each a distinct `label`")
-    funcs = [_name_reward(REWARDS.load(spec.name)(spec.settings(), context), spec.shown) for spec in specs]
+    funcs = [_timed(REWARDS.load(spec.name)(spec.settings(), context), spec.shown) for spec in specs]
     return funcs, [spec.weight for spec in specs]
