@@ -129,9 +129,17 @@ def reciprocal_ranks(
     return out
 
 
+def _content_words(text: str) -> list[str]:
+    """Words beyond function words ("i am a"): what an answer says once names and copies are gone."""
+    return [w for w in copying.words(text) if w not in copying._FUNCTION_WORDS and not w.isdigit()]
+
+
 def fidelity_reward(settings: dict[str, Any], context: RewardContext) -> RewardFunc:
+    from opencharacter.eval.fidelity import _name, without_names
+
     config: FidelitySettings = _settings(FidelitySettings, settings, "fidelity")
     scorers: dict[str, Any] = {}
+    names = [n for n in (_name(p) for p in context.profiles.values()) if n]
 
     def scorer(signal: str) -> Any:
         if signal not in scorers:
@@ -156,7 +164,12 @@ def fidelity_reward(settings: dict[str, Any], context: RewardContext) -> RewardF
         per_signal = [
             reciprocal_ranks(scorer(s), context.profiles, rows, config.distractors, context.seed) for s in signals
         ]
-        return [sum(values) / len(values) for values in zip(*per_signal, strict=True)]
+        # Nothing left once copied spans and names are gone: no evidence of the character, no reward
+        # (evaluation ranks such an answer at chance; a reward at chance would still pay for reciting).
+        return [
+            0.0 if not _content_words(without_names(text, names)) else sum(values) / len(values)
+            for (_, _, text), values in zip(rows, zip(*per_signal, strict=True), strict=True)
+        ]
 
     return fidelity
 
@@ -300,7 +313,15 @@ def judge_reward(settings: dict[str, Any], context: RewardContext) -> RewardFunc
             rows = zip(character_id, persona, question, completions, strict=True)
             return await asyncio.gather(*(one(running, c, p, q, answer_text(a)) for c, p, q, a in rows))
 
-        scores = state["loop"].run_until_complete(all_answers())
+        loop = state["loop"]
+        scores = loop.run_until_complete(all_answers())
+        # The store commits on a timer task: end it now (its `finally` commits), so every verdict is
+        # on disk before the trainer moves on, and no task is left pending when the process ends.
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:  # (gather() of nothing would make its future on another loop)
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         failed = sum(score is None for score in scores)
         context.failures["judge"] = context.failures.get("judge", 0) + failed
         if log_metric is not None:
