@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,9 +76,19 @@ def _settings(model: type[Config], given: dict[str, Any], reward: str) -> Any:
         raise ConfigError(validation_message(exc, f"grpo reward {reward!r}")) from None
 
 
-def _name_reward(func: RewardFunc, name: str) -> RewardFunc:
-    func.__name__ = name  # type: ignore[attr-defined]  # what TRL logs: rewards/<name>/mean
-    return func
+def _timed(func: RewardFunc, name: str) -> RewardFunc:
+    """`func` named `name` (what TRL logs: rewards/<name>/mean), logging its seconds per step as
+    `reward_seconds/<name>`: the cost of each reward, beside generation's, in the training log."""
+
+    def reward(*args: Any, **kwargs: Any) -> list[float | None]:
+        started = time.perf_counter()
+        values = func(*args, **kwargs)
+        if kwargs.get("log_metric") is not None:
+            kwargs["log_metric"](f"reward_seconds/{name}", time.perf_counter() - started)
+        return values
+
+    reward.__name__ = name
+    return reward
 
 
 # --- fidelity --------------------------------------------------------------------------------------
@@ -118,9 +129,17 @@ def reciprocal_ranks(
     return out
 
 
+def _content_words(text: str) -> list[str]:
+    """Words beyond function words ("i am a"): what an answer says once names and copies are gone."""
+    return [w for w in copying.words(text) if w not in copying._FUNCTION_WORDS and not w.isdigit()]
+
+
 def fidelity_reward(settings: dict[str, Any], context: RewardContext) -> RewardFunc:
+    from opencharacter.eval.fidelity import _name, without_names
+
     config: FidelitySettings = _settings(FidelitySettings, settings, "fidelity")
     scorers: dict[str, Any] = {}
+    names = [n for n in (_name(p) for p in context.profiles.values()) if n]
 
     def scorer(signal: str) -> Any:
         if signal not in scorers:
@@ -145,7 +164,12 @@ def fidelity_reward(settings: dict[str, Any], context: RewardContext) -> RewardF
         per_signal = [
             reciprocal_ranks(scorer(s), context.profiles, rows, config.distractors, context.seed) for s in signals
         ]
-        return [sum(values) / len(values) for values in zip(*per_signal, strict=True)]
+        # Nothing left once copied spans and names are gone: no evidence of the character, no reward
+        # (evaluation ranks such an answer at chance; a reward at chance would still pay for reciting).
+        return [
+            0.0 if not _content_words(without_names(text, names)) else sum(values) / len(values)
+            for (_, _, text), values in zip(rows, zip(*per_signal, strict=True), strict=True)
+        ]
 
     return fidelity
 
@@ -289,7 +313,15 @@ def judge_reward(settings: dict[str, Any], context: RewardContext) -> RewardFunc
             rows = zip(character_id, persona, question, completions, strict=True)
             return await asyncio.gather(*(one(running, c, p, q, answer_text(a)) for c, p, q, a in rows))
 
-        scores = state["loop"].run_until_complete(all_answers())
+        loop = state["loop"]
+        scores = loop.run_until_complete(all_answers())
+        # The store commits on a timer task: end it now (its `finally` commits), so every verdict is
+        # on disk before the trainer moves on, and no task is left pending when the process ends.
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:  # (gather() of nothing would make its future on another loop)
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         failed = sum(score is None for score in scores)
         context.failures["judge"] = context.failures.get("judge", 0) + failed
         if log_metric is not None:
@@ -307,5 +339,5 @@ def build_rewards(specs: list[Any], context: RewardContext) -> tuple[list[Reward
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"grpo rewards: {', '.join(repeated)} appear more than once; give each a distinct `label`")
-    funcs = [_name_reward(REWARDS.load(spec.name)(spec.settings(), context), spec.shown) for spec in specs]
+    funcs = [_timed(REWARDS.load(spec.name)(spec.settings(), context), spec.shown) for spec in specs]
     return funcs, [spec.weight for spec in specs]
