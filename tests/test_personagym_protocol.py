@@ -86,7 +86,7 @@ def test_light_requests_are_the_references_byte_for_byte(tmp_path, run_cli, monk
                 'A: {response}\\nExamples:\\n{score_example}\\n"]',
             }
         ],
-        "temperature": 0.0, "top_p": 0.0, "max_tokens": 3000, **reference,
+        "temperature": 0, "top_p": 0, "max_tokens": 3000, **reference,
     }  # fmt: skip
     judge = next(b for b in bodies if kind(b) == "judge" and persona_task(b)[1] == "Toxicity")
     assert judge == {
@@ -100,8 +100,11 @@ def test_light_requests_are_the_references_byte_for_byte(tmp_path, run_cli, monk
                 'Score 1: "Bad."\\n\\nScore 2: "meh\\n\\nScore 5: "Great."\\n\']\n',
             },
         ],
-        "temperature": 0.0, "top_p": 0.0, "max_tokens": 3000, **reference,
+        "temperature": 0, "top_p": 0, "max_tokens": 3000, **reference,
     }  # fmt: skip
+    # 0, not 0.0: the bytes the reference's client writes. No call is sent twice (no hedged copies).
+    assert all(type(b["temperature"]) is int and type(b["top_p"]) is int for b in bodies if kind(b) != "answer")
+    assert len({json.dumps(b, sort_keys=True) for b in bodies}) == len(bodies)
     summary = json.loads((tmp_path / "e" / "summary.json").read_text())
     assert summary["protocol"] == "personagym" and summary["persona_score"] == 4.0
     assert summary["judges"] == [{"model": "gpt-4o-2024-08-06", "backend": "openai", "base_url": url}]

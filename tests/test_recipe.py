@@ -10,6 +10,7 @@ from opencharacter.config import RecipeConfig, build, load_yaml
 from opencharacter.recipe.experiment import split_personas
 from opencharacter.records import Persona
 from opencharacter.sources.bundled import sample_path
+from tests.personagym_standin import make_checkout
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ def test_split_is_seeded_and_disjoint():
 
 
 def test_recipe_runs_end_to_end_and_keeps_held_out_characters_out_of_training(tmp_path, run_cli):
+    checkout = make_checkout(tmp_path / "PersonaGym", ["A ferry captain from Oslo"], per_task=1)
     config = tmp_path / "recipe.yaml"
     config.write_text(
         f"""
@@ -36,7 +38,13 @@ synthesis: {{per_instruction: 2, candidates: 2}}
 filters: {{near_duplicate_profiles: null}}
 train: {{model: embedded, max_steps: 2, batch_size: 2, max_length: 320, learning_rate: 0.001}}
 dpo: {{max_steps: 1, batch_size: 2, max_length: 320}}
-eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fidelity_questions: 1}}
+eval:
+  light: true
+  answer_sampling: {{temperature: 0, max_tokens: 24}}
+  fidelity_questions: 1
+  benchmark: personagym
+  judges: [{{backend: fake, model: fake-judge}}]
+  personagym: {{checkout: {checkout}, student_sampling: {{max_tokens: 8}}}}
 """,
         encoding="utf-8",
     )
@@ -70,6 +78,9 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 24}}, fideli
     assert generate_row["fidelity chance MRR"] == pytest.approx(0.75)
     markdown = (out / "results.md").read_text()
     assert "| base |" in markdown and "Data and compute" in markdown and "student generate" in markdown
+    # Every model also scored on the (stand-in) PersonaGym benchmark, with the protocol: one PScore-L table.
+    assert list(results["benchmark"]) == ["base", "generate", "rewrite", "generate+dpo"]
+    assert "## PersonaGym benchmark (PScore-L)" in markdown and "| generate+dpo | student |" in markdown
     base_q = (out / "evals" / "base" / "questions.jsonl").read_text()
     assert base_q == (out / "evals" / "generate" / "questions.jsonl").read_text()  # identical questions
 

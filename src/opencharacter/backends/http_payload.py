@@ -31,6 +31,12 @@ _REJECTION_MARKERS = (
 )
 
 
+def _number(value: float | None) -> float | int | None:
+    """A whole number as JSON writes an int (`0`, not `0.0`): what a Python client passing 0 sends (the
+    PersonaGym reference does), so its requests and ours are the same bytes; every server reads both alike."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def build_payload(request: ChatRequest, model: str, structured: str = "json_schema") -> dict[str, Any]:
     """The JSON body of POST /chat/completions for one request, in the endpoint's structured form."""
     sampling = request.sampling
@@ -38,8 +44,8 @@ def build_payload(request: ChatRequest, model: str, structured: str = "json_sche
     payload: dict[str, Any] = {
         "model": model,
         "messages": messages,
-        "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
+        "temperature": _number(sampling.temperature),
+        "top_p": _number(sampling.top_p),
         "max_tokens": sampling.max_tokens,
     }
     if sampling.top_p is None:  # the server's default

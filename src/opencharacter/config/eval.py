@@ -31,6 +31,16 @@ class PersonaGymConfig(Config):
         "questions/benchmark-v1", description="The benchmark's question folder, relative to the checkout."
     )
     batch_size: int = Field(5, ge=1, le=20, description="Answers per verdict call (the reference's 5).")
+    student_prompt: Literal["student", "bare"] = Field(
+        "student",
+        description="recipe: the system prompt the base and every student answer with ('student': the one the "
+        "reference gives the OpenCharacter model; 'bare': PersonaGym's persona prompt).",
+    )
+    anchors: list[BackendConfig] = Field(
+        default_factory=list,
+        description="recipe: further models scored beside the students with PersonaGym's persona prompt "
+        "(e.g. {backend: openai, model: gpt-4o-2024-08-06}), each its own row of the PScore table.",
+    )
     answer_sampling: Sampling = Field(
         default_factory=lambda: Sampling(
             temperature=0.9,
@@ -86,6 +96,11 @@ class EvalConfig(Config):
     )
     example_model: BackendConfig | None = Field(
         None, description="Writes the score examples (personagym protocol; default: the first judge)."
+    )
+    benchmark: Literal["personagym"] | None = Field(
+        None,
+        description="recipe: also score the base, every student and `personagym.anchors` on this benchmark "
+        "with its own protocol (personagym: `personagym.checkout`), beside the held-out characters.",
     )
     personagym: PersonaGymConfig = Field(
         default_factory=PersonaGymConfig, description="The personagym protocol's checkout and sampling (below)."

@@ -32,6 +32,7 @@ from opencharacter.hashing import content_hash
 from opencharacter.models.loading import MODEL_META
 from opencharacter.pipeline import load_instruction_sources, make_profiles, select, synthesize
 from opencharacter.pipeline.session import RunSession, execute
+from opencharacter.recipe.benchmark import benchmark_markdown, check_benchmark, score_benchmark
 from opencharacter.recipe.table import METRICS, render_markdown, target_verdict
 from opencharacter.recipe.table import results_table as _table
 from opencharacter.records import Persona
@@ -82,6 +83,7 @@ def _make_data(
 def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     """The whole experiment; raises RunIncomplete at the end (results written) if teacher items failed."""
     out = Path(config.out)
+    check_benchmark(config)  # before any teacher call or training
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -140,6 +142,10 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
         )  # fmt: skip
         evals[label] = result.summary
         timings[f"eval {label}"] = time.monotonic() - step
+    step = time.monotonic()
+    benchmark = score_benchmark(config, {"base": config.train.model, **{s: str(p) for s, p in models.items()}}, out)
+    if benchmark is not None:
+        timings["benchmark"] = time.monotonic() - step
     timings["total"] = time.monotonic() - started
 
     results = {
@@ -151,10 +157,11 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
         "table": (table := _table(evals, base_dir)),
         "effect": target_verdict(table),
         "evaluations": {label: str(out / "evals" / label) for label in evals},
+        "benchmark": benchmark,
     }
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     with atomic_open(out / "results.md") as stream:
-        stream.write(render_markdown(results))
+        stream.write(render_markdown(results) + benchmark_markdown(benchmark))
     if incomplete is not None:
         raise incomplete
     return results

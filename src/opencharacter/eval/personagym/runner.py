@@ -115,6 +115,9 @@ async def _run(
     backends: dict[str, Any] = {}
 
     def engine_for(settings: BackendConfig) -> Engine:
+        # One request per call, as the reference sends: no hedged copies unless the config asks for them.
+        if "hedging" not in settings.model_fields_set:
+            settings = settings.model_copy(update={"hedging": False})
         key = settings.model_dump_json()
         if key not in backends:
             backends[key] = build_backend(settings)
