@@ -9,7 +9,13 @@ from opencharacter.config.eval import EvalConfig
 from opencharacter.config.filters import FiltersConfig
 from opencharacter.config.pipeline import PipelineConfig
 from opencharacter.config.recipe import RecipeConfig
-from opencharacter.config.synthesis import InstructionSource, PersonaSource, ProfilesConfig, SynthesisConfig
+from opencharacter.config.synthesis import (
+    InstructionSource,
+    PersonaSource,
+    ProfilesConfig,
+    SelectionConfig,
+    SynthesisConfig,
+)
 from opencharacter.config.train import TrainConfig
 from opencharacter.records import Sampling
 
@@ -21,6 +27,7 @@ def reference_markdown() -> str:
         ("executor", ExecutorConfig),
         ("profiles", ProfilesConfig),
         ("synthesis", SynthesisConfig),
+        ("synthesis.selection", SelectionConfig),
         ("filters", FiltersConfig),
         ("train", TrainConfig),
         ("eval", EvalConfig),
