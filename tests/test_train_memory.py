@@ -66,8 +66,9 @@ def test_chunked_answer_loss_equals_the_models_own_loss_and_gradient(model_and_t
     assert torch.allclose(loss, reference, atol=1e-5), (loss, reference)
     # fp32 sums in another order: compare the gradient as a whole, relative to its size.
     assert float((got - expected).norm() / expected.norm()) < 1e-4
-    # With num_items_in_batch (gradient accumulation), the sum is divided by the whole batch's count.
-    total = answer_loss(model, inputs, num_items_in_batch=1000)
+    # With num_items_in_batch (gradient accumulation), the sum is divided by the whole batch's count;
+    # answer_loss goes through the model's own (patched) forward, as a DDP/FSDP wrapper calls it.
+    total = answer_loss(loss_module.add_chunked_loss(model), inputs, num_items_in_batch=1000)
     labelled = int((inputs["labels"][:, 1:] != IGNORE).sum())
     assert torch.allclose(total * 1000 / labelled, reference, atol=1e-5)
 

@@ -10,7 +10,7 @@ import hashlib
 from json.encoder import encode_basestring
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_serializer, model_validator
 
 from opencharacter.hashing import HASH_VERSION, content_hash, normalize_text
 
@@ -209,7 +209,13 @@ class Sampling(Record):
     """Sampling parameters; part of every cache key, so changing one makes new calls."""
 
     temperature: float = Field(0.7, ge=0.0, le=2.0, description="Sampling temperature; 0 = greedy.")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_p: float | None = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="Nucleus sampling mass; 0 keeps only the most likely token (as OpenAI reads it), "
+        "null sends none (the server's default; 1 on local backends).",
+    )
     max_tokens: int = Field(512, ge=1, description="Upper bound on generated tokens per call.")
     repetition_penalty: float = Field(
         1.1,
@@ -221,6 +227,56 @@ class Sampling(Record):
     seed: int | None = Field(
         None, description="Mixed into the seed the engine gives each call (reruns reproduce; retries redraw)."
     )
+    seeded: bool = Field(
+        True,
+        description="False: the engine gives the call no seed (a protocol that must send a reference's "
+        "request exactly, as `eval --protocol personagym` does).",
+    )
+    extra_body: tuple[tuple[str, Any], ...] = Field(
+        (),
+        description="Further fields of an OpenAI-compatible request body, sent as given (e.g. "
+        "{frequency_penalty: 0, stop: null}); local backends ignore them. A mapping in YAML.",
+    )
+
+    @field_validator("extra_body", mode="before")
+    @classmethod
+    def _body_pairs(cls, value: Any) -> Any:
+        # A mapping in YAML and JSON; pairs inside, so the record stays hashable (the engine caches by it).
+        items = value.items() if isinstance(value, dict) else value
+        pairs = []
+        for item in items:
+            key, field_value = item
+            if isinstance(field_value, list):
+                field_value = tuple(field_value)
+            if isinstance(field_value, dict) or (
+                isinstance(field_value, tuple) and not all(isinstance(v, (str, int, float, bool)) for v in field_value)
+            ):
+                raise ValueError(f"extra_body[{key!r}] must be a JSON scalar or a list of scalars")
+            pairs.append((key, field_value))
+        return tuple(pairs)
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: Any) -> Any:
+        # `seeded` and `extra_body` came after every store's cache keys and provenance hashes were made
+        # from this dump: left at their defaults they are left out, so those keys stay the same.
+        data = handler(self)
+        if data.get("seeded") is True:
+            data.pop("seeded")
+        if not data.get("extra_body"):
+            data.pop("extra_body", None)
+        return data
+
+    @property
+    def nucleus(self) -> float:
+        """`top_p` as a local sampler takes it, in (0, 1]: none sent is 1 (vLLM's and transformers'
+        default), 0 is the smallest positive mass, which keeps exactly the most likely token."""
+        if self.top_p is None:
+            return 1.0
+        return max(self.top_p, 1e-9)
+
+    def body_fields(self) -> dict[str, Any]:
+        """`extra_body` as JSON fields (tuples back to lists)."""
+        return {key: list(value) if isinstance(value, tuple) else value for key, value in self.extra_body}
 
 
 class ChatRequest(Record):

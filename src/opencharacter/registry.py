@@ -1,4 +1,4 @@
-"""One lazy `name → "module:attr"` table per extension point: backends and executors.
+"""One lazy `name → "module:attr"` table per extension point: backends, executors and GRPO rewards.
 
 An entry is an import path (resolved only when the name is used, so choosing `openai` never imports
 torch, and `ray` is imported only for the Ray executor) or a ready callable (a plug-in registered
@@ -89,3 +89,14 @@ EXECUTORS = Registry(
     },
 )
 """`ExecutorConfig.kind` → a callable taking an `ExecutorContext` and returning an `Executor`."""
+
+REWARDS = Registry(
+    "reward",
+    {
+        "fidelity": "opencharacter.train.rewards:fidelity_reward",
+        "copy_penalty": "opencharacter.train.rewards:copy_penalty_reward",
+        "judge": "opencharacter.train.rewards:judge_reward",
+        "format": "opencharacter.train.rewards:format_reward",
+    },
+)
+"""`train.grpo.rewards[].name` → a factory `(settings: dict, context: RewardContext) -> reward function`."""

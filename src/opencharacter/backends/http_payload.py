@@ -42,8 +42,12 @@ def build_payload(request: ChatRequest, model: str, structured: str = "json_sche
         "top_p": sampling.top_p,
         "max_tokens": sampling.max_tokens,
     }
+    if sampling.top_p is None:  # the server's default
+        del payload["top_p"]
     if sampling.seed is not None:
         payload["seed"] = sampling.seed
+    if sampling.extra_body:
+        payload.update(sampling.body_fields())
     schema = request.response_schema
     if schema is None:
         return payload

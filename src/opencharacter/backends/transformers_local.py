@@ -151,7 +151,7 @@ class LocalModel:
         if schema is not None:
             processors.append(GrammarMask(self._grammar(schema), len(prompts)))
         if sampling.temperature > 0:  # sampled per request (row_sampling.py), then the forced token is taken
-            processors.append(RowSampler([r.sampling.seed for r in requests], sampling.temperature, sampling.top_p))
+            processors.append(RowSampler([r.sampling.seed for r in requests], sampling.temperature, sampling.nucleus))
         eos_ids = self._eos_ids()
         with self.using() as model, torch.inference_mode():
             rows = decode(model, input_ids, attention, sampling.max_tokens, eos_ids, processors, _observer(sinks))

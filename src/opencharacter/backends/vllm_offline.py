@@ -43,7 +43,7 @@ def sampling_kwargs(request: ChatRequest) -> dict[str, Any]:
     sampling = request.sampling
     kwargs: dict[str, Any] = {
         "temperature": sampling.temperature,
-        "top_p": sampling.top_p,
+        "top_p": sampling.nucleus,
         "max_tokens": sampling.max_tokens,
         "repetition_penalty": sampling.repetition_penalty,
     }

@@ -13,7 +13,7 @@ from rich.table import Table
 from opencharacter.cli import options as opt
 from opencharacter.cli.report import console
 from opencharacter.config import BackendConfig, EvalConfig, build
-from opencharacter.errors import ConfigError
+from opencharacter.errors import BackendError, ConfigError
 from opencharacter.models.paths import check_model_spec
 
 app = typer.Typer(help="Evaluate role-play; `eval compare A B` compares two evaluations.", no_args_is_help=False)
@@ -37,8 +37,26 @@ def evaluate_command(
         Path | None,
         typer.Option("--reuse-from", help="Reuse another evaluation's questions and score examples (fair A/B)."),
     ] = None,
-    system_prompt: Annotated[str | None, typer.Option("--system-prompt", help="ours (default) or bare.")] = None,
-    judge: Annotated[list[str] | None, typer.Option("--judge", help="Judge model; repeat to average judges.")] = None,
+    system_prompt: Annotated[
+        str | None, typer.Option("--system-prompt", help="ours (default), bare, or student (personagym protocol).")
+    ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option("--protocol", help="opencharacter (our rubrics, default) or personagym (the checkout's)."),
+    ] = None,
+    personagym: Annotated[
+        Path | None, typer.Option("--personagym", help="A PersonaGym checkout (the personagym protocol reads it).")
+    ] = None,
+    judge: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--judge",
+            help="Judge model, or model=M,backend=B,base_url=U,api_key_env=V for its own server; repeat to average.",
+        ),
+    ] = None,
+    example_model: Annotated[
+        str | None, typer.Option("--example-model", help="Writes the score examples (as --judge; default: 1st judge).")
+    ] = None,
     judge_backend: Annotated[str | None, typer.Option("--judge-backend", help="Backend of the judges.")] = None,
     judge_base_url: Annotated[str | None, typer.Option("--judge-base-url", help="Judges' server URL.")] = None,
     judge_api_key_env: Annotated[str | None, typer.Option("--judge-api-key-env", help="Judges' key variable.")] = None,
@@ -59,25 +77,50 @@ def evaluate_command(
     from opencharacter.eval import sources
     from opencharacter.eval.runner import evaluate
 
-    if sum(x is not None for x in (benchmark, personas, run)) != 1:
-        raise ConfigError("give exactly one of --benchmark DIR, --personas FILE or --run DIR")
     data, source, model_config = opt.load_config(
         config, opt.backend_overrides(backend, model, base_url, api_key_env, concurrency, batch_size)
     )
-    if model_config.backend in ("transformers", "vllm"):
-        check_model_spec(model_config.model)
     section = dict(data.get("eval") or {})
+    if protocol is not None:
+        section["protocol"] = protocol
+    if personagym is not None:
+        section["personagym"] = {**(section.get("personagym") or {}), "checkout": str(personagym)}
+        section.setdefault("protocol", "personagym")
     if light:
         section["light"] = True
     if system_prompt is not None:
         section["system_prompt"] = system_prompt
+    elif section.get("protocol") == "personagym":
+        section.setdefault("system_prompt", "bare")  # PersonaGym's persona prompt, unless told otherwise
     eval_config = build(EvalConfig, section, source)
+    pgym = eval_config.protocol == "personagym"
+    if not pgym and sum(x is not None for x in (benchmark, personas, run)) != 1:
+        raise ConfigError("give exactly one of --benchmark DIR, --personas FILE or --run DIR")
+    if pgym and any(x is not None for x in (benchmark, personas, run)):
+        raise ConfigError("the personagym protocol scores its checkout's benchmark: drop --benchmark/--personas/--run")
+    if model_config.backend in ("transformers", "vllm"):
+        check_model_spec(model_config.model)
     judge_fields = {
-        "backend": judge_backend or ("openai" if judge_base_url else "transformers"),
+        # A PersonaGym judge is an API model (gpt-4o-2024-08-06); our protocol's default is a local one.
+        "backend": judge_backend or ("openai" if judge_base_url or pgym else "transformers"),
         "base_url": judge_base_url,
         "api_key_env": judge_api_key_env or "OPENAI_API_KEY",
     }
-    judges = [build(BackendConfig, {**judge_fields, "model": name}, source) for name in (judge or ["embedded"])]
+    if judge:
+        judges = [judge_config(spec, judge_fields, source) for spec in judge]
+    elif eval_config.judges:
+        judges = list(eval_config.judges)
+    else:  # the demo's judge: labelled as unnamed wherever its scores are shown
+        judges = [] if pgym else [build(BackendConfig, {**judge_fields, "model": "embedded"}, source)]
+    examples = judge_config(example_model, judge_fields, source) if example_model else eval_config.example_model
+    if pgym:
+        from opencharacter.eval.personagym.runner import evaluate_personagym, report_lines
+
+        summary = evaluate_personagym(out, model_config, judges, eval_config, examples, limit)
+        print_personagym(summary, report_lines(summary), out)
+        if summary["failures"]:
+            raise BackendError(f"{len(summary['failures'])} personas failed (see {out / 'report.md'})")
+        return
     questions = None
     if benchmark is not None:
         people, questions = sources.load_benchmark(benchmark)
@@ -104,6 +147,31 @@ def evaluate_command(
     result.summary = json.loads((result.out / "summary.json").read_text(encoding="utf-8"))
     print_scores(result.summary)
     console.print(f"report: {result.report}  (and report.md, radar.png, summary.json, *.jsonl in {result.out})")
+
+
+def judge_config(spec: str, shared: dict, source: str) -> BackendConfig:
+    """`--judge NAME` (the shared --judge-* flags apply) or `--judge model=M,backend=B,base_url=U,…`."""
+    if "=" not in spec:
+        return build(BackendConfig, {**shared, "model": spec}, source)
+    fields = dict(shared)
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--judge {spec!r}: expected key=value pairs separated by commas")
+        fields[key.strip()] = value.strip()
+    if "base_url" in fields and "backend" not in spec:
+        fields["backend"] = "openai"
+    return build(BackendConfig, fields, f"--judge {spec}")
+
+
+def print_personagym(summary: dict, lines: list[str], out: Path) -> None:
+    from opencharacter.eval.personagym.runner import protocol_label
+
+    judges = ", ".join(j["model"] for j in summary["judges"])
+    console.print(f"{summary['model']} · {protocol_label(summary)} · judges: {judges}")
+    for line in lines:
+        typer.echo(line)
+    console.print(f"report: {out / 'report.md'}  (and summary.json, answers/examples/verdicts.jsonl in {out})")
 
 
 def held_out_persona_ids(model: str, run: Path | None) -> set[str] | None:
@@ -136,7 +204,10 @@ FIDELITY_KEYS = (
 
 
 def print_scores(summary: dict) -> None:
-    table = Table(title=f"{_label(summary)} · judges: {', '.join(summary['judges'])}", title_justify="left")
+    from opencharacter.eval.report import protocol_label
+
+    title = f"{_label(summary)} · judges: {', '.join(summary['judges'])} · {protocol_label(summary)}"
+    table = Table(title=title, title_justify="left")
     for column in ("task", "mean", "std", "personas"):
         table.add_column(column, justify="left" if column == "task" else "right")
     for name, stats in summary["scores"].items():
@@ -179,10 +250,19 @@ def compare_command(
         return json.loads(file.read_text(encoding="utf-8"))
 
     a, b = load(first), load(second)
+    from opencharacter.eval.report import protocol_label
+
+    # Evaluations made before `protocol` was recorded are ours (the only protocol there was).
+    protocols = a.get("protocol", "opencharacter"), b.get("protocol", "opencharacter")
+    if protocols[0] != protocols[1]:
+        raise ConfigError(
+            f"{first} is scored by the {protocols[0]} protocol, {second} by the {protocols[1]} protocol: "
+            "their numbers are on different scales; compare evaluations of one protocol"
+        )
     left, right = _label(a), _label(b)
     if left == right:  # the same model twice (other settings): tell the columns apart by directory
         left, right = f"{left} · {first.name}", f"{right} · {second.name}"
-    table = Table(title=f"{left}  →  {right}", title_justify="left")
+    table = Table(title=f"{left}  →  {right} · {protocol_label(a)}", title_justify="left")
     for column in ("task", left, right, "delta", "95% CI"):
         table.add_column(column, justify="left" if column == "task" else "right")
     rows = []

@@ -30,9 +30,11 @@ def train_command(
     ] = None,
     model: opt.Model = None,
     method: Annotated[
-        Literal["lora", "full", "dpo"] | None,
+        Literal["lora", "full", "dpo", "grpo"] | None,
         typer.Option(
-            "--method", help="SFT with LoRA (default), full SFT, or DPO with LoRA on best-vs-worst candidate pairs."
+            "--method",
+            help="SFT with LoRA (default), full SFT, DPO with LoRA on best-vs-worst candidate pairs, or GRPO with "
+            "LoRA on the weighted rewards of the config's `train.grpo` (needs --run).",
         ),
     ] = None,
     lora: Annotated[
@@ -54,6 +56,10 @@ def train_command(
     max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after N optimizer steps.")] = None,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="Peak learning rate.")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Dialogues per step (default 8).")] = None,
+    global_batch_size: Annotated[
+        int | None,
+        typer.Option("--global-batch-size", help="Dialogues per optimizer update over all processes (GPUs)."),
+    ] = None,
     max_length: Annotated[int | None, typer.Option("--max-length", help="Tokens per dialogue (default 1024).")] = None,
     strategy: Annotated[
         list[str] | None, typer.Option("--strategy", help="Train only on generate and/or rewrite dialogues.")
@@ -90,6 +96,7 @@ def train_command(
         "max_steps": max_steps,
         "learning_rate": learning_rate,
         "batch_size": batch_size,
+        "global_batch_size": global_batch_size,
         "max_length": max_length,
         "strategies": strategy,
         "merge": merge or None,
@@ -104,8 +111,14 @@ def train_command(
     from opencharacter.train.trainer import train  # torch, transformers and trl load only here
 
     result = train(train_config, run if run is not None else str(data), out, resume=resume)
+    if not result.main_process:  # under a launcher: rank 0 reports (and exports) for all
+        return
     plan = result.plan
     dpo = result.method == "dpo"
+    if result.method == "grpo":
+        console.print(_grpo_lines(result))
+        after_training(result.out, gguf, push_to_hub)
+        return
     examples = "preference pairs" if dpo else "dialogues"
     loss = "TRL fused-head" if dpo else ("chunked" if plan["chunked_loss"] else "full-logits")
     console.print(
@@ -126,6 +139,8 @@ def _check_data(method: str, run: Path | None, data: str | None) -> None:
     """Fail before torch loads: DPO reads preference pairs, SFT dialogues."""
     from opencharacter.train.preferences import HOW_TO_MAKE, PREFERENCES_FILE
 
+    if method == "grpo" and run is None:
+        raise ConfigError("--method grpo trains from a run (its characters and dialogues): give --run DIR")
     if run is not None:
         require_exists(run, "--run", "run directory")
         needed = PREFERENCES_FILE if method == "dpo" else "dialogues.jsonl"
@@ -144,6 +159,29 @@ def _rewards_line(rewards: dict[str, float | None]) -> str:
         return "n/a" if accuracy is None else f"accuracy {accuracy:.2f}, margin {margin:.3f}"
 
     return f"DPO rewards: training {shown('train')}; held-out characters {shown('validation')}\n"
+
+
+def _grpo_lines(result) -> str:
+    rewards = result.rewards
+    parts = [
+        f"{name} {values['first']:.3f} → {values['last']:.3f}"
+        for name, values in rewards.items()
+        if isinstance(values, dict) and "last" in values
+    ]
+    failed = rewards.get("failed_calls") or {}
+    failures = "".join(
+        f"; {count} failed {name} calls (no score, step went on)" for name, count in failed.items() if count
+    )
+    return (
+        f"trained {result.steps} GRPO steps on {result.train_examples} prompts\n"
+        f"rewards (first → last logged step): {', '.join(parts)}{failures}\n"
+        f"model: {result.out}  (adapter, tokenizer, README.md, opencharacter.json); base model {result.base_model_id}"
+    )
+
+
+def _processes(plan: dict) -> str:
+    processes = plan.get("processes", 1)
+    return f" × {processes} processes" if processes > 1 else ""
 
 
 def _on(flag: bool) -> str:

@@ -39,6 +39,13 @@ class RecipeConfig(Config):
         "(needs synthesis.candidates > 1); `model`, `method` and `init_adapter` are set by the recipe.",
     )
     dpo_from: Strategy = Field("generate", description="Which SFT student the DPO student starts from.")
+    grpo: TrainConfig | None = Field(
+        None,
+        description="A further student: the SFT student of `grpo_from`, then GRPO on that strategy's prompts with the "
+        "rewards of `grpo.grpo.rewards` (a judge reward without `judge:` uses the first of `judges`); `model`, "
+        "`method` and `init_adapter` are set by the recipe.",
+    )
+    grpo_from: Strategy = Field("generate", description="Which SFT student the GRPO student starts from.")
     eval: EvalConfig = Field(default_factory=lambda: EvalConfig(light=True))
     student_backend: BackendConfig = Field(
         default_factory=BackendConfig, description="How the student answers in evaluation (model is filled in)."

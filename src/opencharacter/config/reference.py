@@ -5,8 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from opencharacter.config.backend import BackendConfig, ExecutorConfig
-from opencharacter.config.eval import EvalConfig
+from opencharacter.config.eval import EvalConfig, PersonaGymConfig
 from opencharacter.config.filters import FiltersConfig
+from opencharacter.config.grpo import GRPOSettings, RewardSpec
 from opencharacter.config.pipeline import PipelineConfig
 from opencharacter.config.recipe import RecipeConfig
 from opencharacter.config.synthesis import (
@@ -30,7 +31,10 @@ def reference_markdown() -> str:
         ("synthesis.selection", SelectionConfig),
         ("filters", FiltersConfig),
         ("train", TrainConfig),
+        ("train.grpo (GRPO only)", GRPOSettings),
+        ("train.grpo.rewards[] (plus the reward's own settings)", RewardSpec),
         ("eval", EvalConfig),
+        ("eval.personagym", PersonaGymConfig),
         ("sampling (inside profiles / synthesis)", Sampling),
         ("personas", PersonaSource),
         ("instructions[]", InstructionSource),
@@ -41,7 +45,7 @@ def reference_markdown() -> str:
     for title, model in sections:
         lines += [f"**{title}**", "", "| key | default | meaning |", "|---|---|---|"]
         for name, field in model.model_fields.items():
-            if isinstance(field.default, (str, int, float, bool)) or field.default is None:
+            if isinstance(field.default, (str, int, float, bool, tuple)) or field.default is None:
                 default = "required" if field.is_required() else f"`{field.default!r}`"
             elif field.default_factory is not None:
                 made = field.default_factory()  # type: ignore[call-arg]
@@ -52,6 +56,7 @@ def reference_markdown() -> str:
                     default = f"`{made!r}`"
             else:
                 default = "required"
+            default = default.replace("|", "\\|")  # a default such as `<|eot_id|>` must not end the cell
             lines.append(f"| `{name}` | {default} | {field.description or ''} |")
         lines.append("")
     return "\n".join(lines)

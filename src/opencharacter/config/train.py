@@ -1,21 +1,34 @@
-"""`train:` — student training (SFT, DPO)."""
+"""`train:` — student training (SFT, DPO, GRPO)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from opencharacter.config.base import Config
+from opencharacter.config.grpo import GRPOSettings
+
+
+class LauncherConfig(Config):
+    """How `recipe` starts a student's training: its own process, under torchrun or accelerate."""
+
+    nproc_per_node: int = Field(1, ge=1, description="Processes (GPUs) on this node: torchrun's --nproc_per_node.")
+    config: str | None = Field(
+        None,
+        description="An accelerate config file (examples/accelerate/*.yaml): launch with `accelerate launch "
+        "--config_file` instead of torchrun.",
+    )
 
 
 class TrainConfig(Config):
     model: str = Field("embedded", description="Base model: hub id, local directory, or 'embedded'.")
-    method: Literal["lora", "full", "dpo"] = Field(
+    method: Literal["lora", "full", "dpo", "grpo"] = Field(
         "lora",
         description="SFT with LoRA adapters (peft), full SFT, or DPO with LoRA on preferences.jsonl "
-        "(best vs worst candidate).",
+        "(best vs worst candidate), or GRPO with LoRA on weighted rewards (`grpo:`).",
     )
+    grpo: GRPOSettings = Field(default_factory=GRPOSettings, description="GRPO only: rewards and sampling.")
     dpo_beta: float = Field(0.1, gt=0, description="DPO: strength of the pull towards the reference model.")
     init_adapter: str | None = Field(
         None,
@@ -33,9 +46,55 @@ class TrainConfig(Config):
     max_steps: int = Field(-1, description="Stop after this many optimizer steps (-1: use epochs).")
     batch_size: int = Field(8, ge=1, description="Dialogues per device per step.")
     gradient_accumulation: int = Field(1, ge=1, description="Steps accumulated per optimizer update.")
+    global_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="Dialogues per optimizer update over all processes; fixes the effective batch whatever the "
+        "number of GPUs (gradient accumulation = global / (batch_size x processes); replaces gradient_accumulation).",
+    )
     max_length: int = Field(1024, ge=16, description="Tokens per dialogue; longer ones are truncated and counted.")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of steps with linear warm-up.")
     scheduler: str = Field("cosine", description="Learning-rate schedule (any transformers scheduler name).")
+    lr_scheduler_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments of the schedule, e.g. {lr_end: 1.0e-6, power: 1.0} for `polynomial` "
+        "(the paper's linear 1e-5 -> 1e-6).",
+    )
+    optim: str = Field("adamw_torch", description="Optimiser (a transformers `optim` name, e.g. adamw_torch_fused).")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="Adam beta1.")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2 (the paper: 0.95).")
+    weight_decay: float = Field(0.0, ge=0, description="Decoupled weight decay.")
+    bf16: bool | None = Field(
+        None,
+        description="bf16 autocast over float32 master weights (full fine-tuning keeps float32 weights; LoRA "
+        "keeps its frozen base in bf16); default: on where CUDA supports bf16.",
+    )
+    attn_implementation: str | None = Field(
+        None, description="Attention kernel: sdpa, flash_attention_2, eager (default: transformers' choice)."
+    )
+    chat_template: str | None = Field(
+        None,
+        description="A Jinja chat template (or a path to a .jinja file) for a base backbone that has none; "
+        "it is saved with the tokenizer.",
+    )
+    report_to: list[str] = Field(
+        default_factory=list, description="Where transformers reports metrics: wandb, tensorboard, trackio, ..."
+    )
+    fsdp: str | None = Field(
+        None, description="transformers' `fsdp` option, e.g. 'full_shard auto_wrap' (under torchrun/accelerate)."
+    )
+    fsdp_config: dict[str, Any] | str | None = Field(None, description="transformers' `fsdp_config`: a dict or file.")
+    deepspeed: str | None = Field(
+        None, description="A DeepSpeed config file (examples/deepspeed/zero3.json); needs `pip install deepspeed`."
+    )
+    trainer_extra: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Any other SFTConfig/DPOConfig argument, passed through (keys checked against them); "
+        "settings above cannot be given here.",
+    )
+    launcher: LauncherConfig | None = Field(
+        None, description="recipe: train this student under torchrun/accelerate with this many processes."
+    )
     packing: bool = Field(False, description="Pack several dialogues into one sequence (TRL BFD packing).")
     seed: int = Field(0, description="Seed for the character split, shuffling and initialisation.")
     validation_characters: float = Field(
@@ -64,3 +123,14 @@ class TrainConfig(Config):
     strategies: list[Literal["generate", "rewrite"]] | None = Field(
         None, description="Train only on these strategies (default: all dialogues)."
     )
+    sources: list[str] | None = Field(
+        None,
+        description="Train only on dialogues from these instruction sources (a run's `source` names, e.g. "
+        "[lima, alpaca]; default: all).",
+    )
+
+    @model_validator(mode="after")
+    def _one_sharding(self) -> TrainConfig:
+        if self.fsdp and self.deepspeed:
+            raise ValueError("give one of fsdp and deepspeed, not both")
+        return self

@@ -50,6 +50,8 @@ def with_call_seed(request: ChatRequest, key: str) -> ChatRequest:
     vLLM, most OpenAI-compatible servers) reproduce it; a retry after invalid output gets a new
     seed, so it is a fresh draw. A seed the user configured is mixed in, not replaced.
     """
+    if not request.sampling.seeded:  # a reference's exact request (eval --protocol personagym) has none
+        return request
     # = content_hash("call-seed", key, seed, length=8), spelled out: this runs on every call.
     configured = "null" if request.sampling.seed is None else str(int(request.sampling.seed))
     text = f'["{HASH_VERSION}","call-seed","{key}",{configured}]'

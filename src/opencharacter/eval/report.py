@@ -116,6 +116,18 @@ def model_label(model: str) -> str:
     return model
 
 
+def protocol_label(summary: dict[str, Any]) -> str:
+    """Which protocol a number came from, as reports and `eval compare` name it."""
+    if summary.get("protocol") == "personagym":
+        name = "PersonaGym-Light" if summary.get("light") else "PersonaGym"
+        commit = (summary.get("checkout") or {}).get("commit")
+        return f"{name} protocol (checkout {commit[:12]})" if commit else f"{name} protocol"
+    label = "opencharacter protocol (our rubrics and judge prompt; not comparable with PersonaGym's numbers)"
+    if summary.get("demo_judge"):
+        label += "; judged by the embedded demo model: no judge named, not a score to report"
+    return label
+
+
 def _title(summary: dict[str, Any]) -> str:
     return str(summary.get("label") or summary["model"])
 
@@ -181,6 +193,8 @@ def write_reports(
         f"Judges: {', '.join(summary['judges'])} · system prompt: `{summary['system_prompt']}` · "
         f"{summary['personas']} personas · {summary['verdicts']} verdicts, "
         f"{summary['excluded_verdicts']} excluded (unparsable after retries)",
+        "",
+        f"Protocol: {protocol_label(summary)}",
         "",
         "| task | mean | std over personas | personas |",
         "|---|---|---|---|",
@@ -261,6 +275,7 @@ td:first-child,th:first-child{{text-align:left}}.w{{border-left:3px solid #c44;p
 </head><body><h1>Role-play evaluation: {escape(_title(summary))}</h1>
 <p>Judges: {escape(", ".join(summary["judges"]))} · system prompt: <code>{escape(summary["system_prompt"])}</code> ·
 {summary["personas"]} personas · {summary["verdicts"]} verdicts, {summary["excluded_verdicts"]} excluded</p>
+<p>Protocol: {escape(protocol_label(summary))}</p>
 <table><tr><th>task</th><th>mean</th><th>std</th><th>personas</th></tr>{table}</table>
 <p>{"<br>".join(escape(line) for line in fidelity_lines(summary))}</p>
 {side_html}{held_html}

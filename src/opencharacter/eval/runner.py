@@ -29,6 +29,7 @@ from opencharacter.eval.tasks import RUBRIC_VERSION, TASKS
 from opencharacter.executors import WorkItem, run_stage
 from opencharacter.fileio import write_jsonl
 from opencharacter.hashing import content_hash
+from opencharacter.models.embedded import EMBEDDED_NAME
 from opencharacter.models.embedder import Embedder, embedder_path
 from opencharacter.models.loading import directory_fingerprint
 from opencharacter.records import Record
@@ -284,6 +285,9 @@ def evaluate(
         store.close()
     summary = summarize(data["verdicts"])
     summary.update(
+        protocol="opencharacter",
+        # The embedded model judging (no judge named): the demo's setting, labelled so wherever shown.
+        demo_judge=all(j.model == EMBEDDED_NAME for j in judges),
         model=data["model_id"],
         judges=data["judge_ids"],
         judge_prompt=stages.judge_prompt_id(),

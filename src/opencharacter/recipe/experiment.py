@@ -123,6 +123,10 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
                               hashlib.sha256(pairs.read_bytes()).hexdigest() if pairs.exists() else None)  # fmt: skip
         models[label] = out / f"model-{label}"
         trained[label] = _student(settings, filtered, models[label], out, digest)
+    if config.grpo is not None:
+        label, settings, digest = _grpo_student(config, models[config.grpo_from], data_digest)
+        models[label] = out / f"model-{label}"
+        trained[label] = _student(settings, filtered, models[label], out, digest)
 
     held = load_run_characters(out / "held_out")
     evals: dict[str, Any] = {}
@@ -154,6 +158,29 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     if incomplete is not None:
         raise incomplete
     return results
+
+
+def _grpo_student(config: RecipeConfig, sft: Path, data_digest: str) -> tuple[str, TrainConfig, str]:
+    """The GRPO student's label, settings and key: it continues the SFT student of `grpo_from` (a LoRA
+    one: its adapter; a full fine-tune: new adapters on it) on that strategy's prompts; a `judge`
+    reward without its own judge gets the recipe's first judge (so changing the judge retrains)."""
+    assert config.grpo is not None
+    start = (
+        {"model": str(sft), "init_adapter": None}
+        if config.train.method == "full"
+        else {"model": config.train.model, "init_adapter": str(sft)}
+    )
+    rewards = [
+        spec.model_copy(update={"judge": config.judges[0].model_dump(mode="json")})
+        if spec.name == "judge" and not spec.settings().get("judge") and config.judges
+        else spec
+        for spec in config.grpo.grpo.rewards
+    ]
+    grpo = config.grpo.grpo.model_copy(update={"rewards": rewards})
+    update = {**start, "method": "grpo", "strategies": [config.grpo_from], "seed": config.seed, "grpo": grpo}
+    settings = config.grpo.model_copy(update=update)
+    digest = content_hash("grpo-data", (sft / _STUDENT_KEY).read_text(encoding="utf-8"), data_digest)
+    return f"{config.grpo_from}+grpo", settings, digest
 
 
 def _student(settings: TrainConfig, data: Path, target: Path, out: Path, data_digest: str) -> dict[str, Any]:

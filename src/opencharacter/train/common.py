@@ -8,6 +8,7 @@ Both trainers are thin wrappers over TRL; only the data and the TRL trainer clas
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,8 @@ class TrainResult:
     method: str = "lora"
     rewards: dict[str, float | None] = field(default_factory=dict)
     """DPO only: reward accuracy and margin, last logged in training and on held-out characters."""
+    main_process: bool = True
+    """Rank 0 (or the only process): the one that wrote the files and reports to the user."""
 
 
 @dataclass
@@ -47,6 +50,7 @@ class LoadedBase:
     """The base as this machine names it ('embedded', a hub id, a directory): what our loader resolves."""
     cuda: bool
     bf16: bool
+    """bf16 autocast (TrainingArguments `bf16`): over float32 weights for full fine-tuning."""
 
 
 def import_trl() -> None:
@@ -87,6 +91,31 @@ def base_model_name(config: TrainConfig) -> str:
     return base
 
 
+def precision(config: TrainConfig, cuda: bool, bf16_supported: bool) -> tuple[Any, bool]:
+    """(dtype the weights are loaded in, bf16 autocast on?).
+
+    Full fine-tuning keeps float32 master weights under bf16 autocast: in pure bf16 (8 bits of
+    mantissa) a 1e-5 Adam step on a weight of 0.02 is below half a unit in the last place, so most
+    updates at the paper's learning rate would round away. LoRA and DPO train float32 adapters
+    (peft keeps them so) over a frozen base, which can stay in bf16 and halve its memory.
+    """
+    import torch
+
+    autocast = (cuda and bf16_supported) if config.bf16 is None else config.bf16
+    frozen_base = config.method in ("lora", "dpo")
+    return (torch.bfloat16 if autocast and frozen_base else torch.float32), autocast
+
+
+def read_chat_template(value: str) -> str:
+    """`chat_template` is a Jinja string or a path to one."""
+    path = Path(value)
+    if "{" not in value and path.suffix in (".jinja", ".j2", ".txt"):
+        if not path.is_file():
+            raise ConfigError(f"chat_template: {value} not found")
+        return path.read_text(encoding="utf-8")
+    return value
+
+
 def load_base(config: TrainConfig) -> LoadedBase:
     """Tokenizer and model as SFT and DPO both train them; with `init_adapter`, the adapter is
     loaded on top, trainable, so training continues from it."""
@@ -98,9 +127,17 @@ def load_base(config: TrainConfig) -> LoadedBase:
     tokenizer = AutoTokenizer.from_pretrained(config.init_adapter or weights)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if config.chat_template:
+        tokenizer.chat_template = read_chat_template(config.chat_template)
+    if not tokenizer.chat_template:
+        raise ConfigError(
+            f"{base} has no chat template (a base, not an instruct, model?): set train.chat_template to a "
+            "Jinja template or a .jinja file"
+        )
     cuda = torch.cuda.is_available()
-    bf16 = cuda and torch.cuda.is_bf16_supported()
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.bfloat16 if bf16 else torch.float32)
+    dtype, autocast = precision(config, cuda, cuda and torch.cuda.is_bf16_supported())
+    extra = {"attn_implementation": config.attn_implementation} if config.attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=dtype, **extra)
     if config.init_adapter:
         from peft import PeftModel
 
@@ -108,7 +145,7 @@ def load_base(config: TrainConfig) -> LoadedBase:
         # Its config names the hub id (record_adapter_base); peft would look it up online when saving.
         # Point it at the local weights as a fresh adapter does; the output names the hub id again.
         model.peft_config["default"].base_model_name_or_path = weights
-    return LoadedBase(model, tokenizer, base, cuda, bf16)
+    return LoadedBase(model, tokenizer, base, cuda, autocast)
 
 
 def lora_config(config: TrainConfig) -> Any:
@@ -128,10 +165,11 @@ def lora_config(config: TrainConfig) -> Any:
 
 
 def trainer_arguments(
-    config: TrainConfig, plan: MemoryPlan, checkpoints: Path, loaded: LoadedBase, has_validation: bool
+    config: TrainConfig, plan: MemoryPlan, checkpoints: Path, loaded: LoadedBase | None, has_validation: bool
 ) -> dict[str, Any]:
-    """The TrainingArguments both SFTConfig and DPOConfig take, from one TrainConfig."""
-    return {
+    """The TrainingArguments both SFTConfig and DPOConfig take, from one TrainConfig (`loaded` None:
+    the devices are not known yet, see `devices`)."""
+    arguments = {
         "output_dir": str(checkpoints),
         "learning_rate": config.learning_rate,
         "num_train_epochs": config.epochs,
@@ -141,6 +179,11 @@ def trainer_arguments(
         "gradient_accumulation_steps": plan.accumulation,
         "warmup_steps": config.warmup_ratio,
         "lr_scheduler_type": config.scheduler,
+        "lr_scheduler_kwargs": dict(config.lr_scheduler_kwargs),
+        "optim": config.optim,
+        "adam_beta1": config.adam_beta1,
+        "adam_beta2": config.adam_beta2,
+        "weight_decay": config.weight_decay,
         "max_length": config.max_length,
         "seed": config.seed,
         "logging_steps": config.logging_steps,
@@ -150,13 +193,59 @@ def trainer_arguments(
         "save_strategy": "steps",
         "save_steps": config.save_steps,
         "save_total_limit": 2,
-        "bf16": loaded.bf16,  # DPOConfig defaults to True; CPUs train in float32
-        "use_cpu": not loaded.cuda,
-        "report_to": "none",
+        "report_to": list(config.report_to) or "none",
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
         "gradient_checkpointing": plan.gradient_checkpointing,
+        **({"fsdp": config.fsdp} if config.fsdp else {}),
+        **({"fsdp_config": config.fsdp_config} if config.fsdp_config is not None else {}),
+        **({"deepspeed": config.deepspeed} if config.deepspeed else {}),
     }
+    if loaded is not None:
+        arguments.update(devices(loaded.cuda, loaded.bf16))
+    return arguments
+
+
+def devices(cuda: bool, bf16: bool) -> dict[str, Any]:
+    return {"bf16": bf16, "use_cpu": not cuda}  # DPOConfig defaults bf16 to True; CPUs train in float32
+
+
+OVERRIDABLE = {"save_total_limit", "dataloader_num_workers", "logging_first_step", "disable_tqdm", "save_strategy"}
+"""What trainer_arguments sets but `trainer_extra` may still change (no TrainConfig field says it)."""
+
+
+def with_extra(arguments: dict[str, Any], extra: dict[str, Any], config_class: Any) -> dict[str, Any]:
+    """`trainer_extra` on top of our arguments, its keys checked against `config_class` (SFTConfig,
+    DPOConfig): a typo fails before the model loads, and a key that has its own setting names it."""
+    import dataclasses
+    import difflib
+
+    known = {f.name for f in dataclasses.fields(config_class)}
+    fields = TrainConfig.model_fields
+    for key in extra:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ConfigError(f"train.trainer_extra: {key} is not an argument of {config_class.__name__}{hint}")
+        if key in arguments and key not in OVERRIDABLE:
+            own = next((name for name in fields if name == key), None) or _own_setting(key)
+            raise ConfigError(f"train.trainer_extra: {key} is set by train.{own}; set that instead")
+    return {**arguments, **extra}
+
+
+def _own_setting(key: str) -> str:
+    return {
+        "num_train_epochs": "epochs",
+        "per_device_train_batch_size": "batch_size",
+        "per_device_eval_batch_size": "batch_size",
+        "gradient_accumulation_steps": "gradient_accumulation (or global_batch_size)",
+        "warmup_steps": "warmup_ratio",
+        "lr_scheduler_type": "scheduler",
+        "output_dir": "--out",
+        "eval_strategy": "validation_characters",
+        "beta": "dpo_beta",
+        "use_cpu": "bf16 / the machine",
+    }.get(key, key)
 
 
 def _loss_line_callback() -> Any:
@@ -175,7 +264,7 @@ def _loss_line_callback() -> Any:
             self.clock = StepClock(state.global_step, state.max_steps)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
-            if not logs:
+            if not logs or not state.is_world_process_zero:
                 return
             parts = [f"step {state.global_step}/{state.max_steps}"]
             if "loss" in logs:
@@ -218,22 +307,41 @@ def fit(trainer: Any, checkpoints: Path, resume: bool, has_validation: bool) -> 
     return dict(done[-1]) if done else dict(trainer.evaluate())
 
 
-def save_model(trainer: Any, tokenizer: Any, out: Path, config: TrainConfig, base_id: str) -> None:
+def save_model(trainer: Any, tokenizer: Any, out: Path, config: TrainConfig, base_id: str, base_model: str) -> None:
     """The weights a user loads: the trained adapter only (DPO keeps a frozen copy of `init_adapter`
-    as its reference, named 'ref': not part of the result), or the full model."""
-    model = trainer.model
-    if config.method == "full":
-        model.save_pretrained(out)
-    else:
-        model.save_pretrained(out, selected_adapters=["default"])
+    as its reference, named 'ref': not part of the result), or the full model.
+
+    Every rank calls this: `trainer.save_model` gathers FSDP / ZeRO-3 shards (a collective) and
+    rank 0 writes them; the rest of the directory is rank 0's.
+    """
+    trainer.save_model(str(out))
+    if not trainer.is_world_process_zero():
+        return
+    shutil.rmtree(out / "ref", ignore_errors=True)  # peft saves other adapters in subfolders
+    (out / "training_args.bin").unlink(missing_ok=True)
+    if config.method != "full":
         record_adapter_base(out, base_id)
     tokenizer.save_pretrained(out)
     if config.merge and config.method != "full":
+        merge_adapter(trainer, tokenizer, out, base_model)
+
+
+def merge_adapter(trainer: Any, tokenizer: Any, out: Path, base_model: str) -> None:
+    """`out/merged`: the adapter merged into its base. In one process the trained model merges in
+    place; under a launcher its weights may be shards, so rank 0 loads the saved adapter afresh."""
+    if trainer.args.world_size > 1 or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(resolve_model_path(base_model), dtype="auto")
+        model = PeftModel.from_pretrained(base, str(out))
+    else:
+        model = trainer.model
         if "ref" in model.peft_config:
             model.delete_adapter("ref")
-        merged = model.merge_and_unload()
-        merged.save_pretrained(out / "merged")
-        tokenizer.save_pretrained(out / "merged")
+    merged = model.merge_and_unload()
+    merged.save_pretrained(out / "merged")
+    tokenizer.save_pretrained(out / "merged")
 
 
 def write_reports(out: Path, meta: dict[str, Any], history: list[dict[str, Any]]) -> None:
@@ -271,7 +379,7 @@ def finish(
 ) -> TrainResult:
     """Save the model, then the result, whose meta and reports the caller writes after adding its own."""
     base_id = shareable_base_id(loaded.base_model)
-    save_model(trainer, loaded.tokenizer, out, config, base_id)
+    save_model(trainer, loaded.tokenizer, out, config, base_id, loaded.base_model)
     history = [dict(entry) for entry in trainer.state.log_history]
     train_losses = [e["loss"] for e in history if "loss" in e]
     return TrainResult(
@@ -286,6 +394,7 @@ def finish(
         plan=plan.as_dict(),
         base_model_id=base_id,
         method=config.method,
+        main_process=trainer.is_world_process_zero(),
     )
 
 

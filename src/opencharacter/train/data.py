@@ -48,17 +48,21 @@ def _example(row: dict[str, Any], where: str, line: int | None) -> Example:
     return Example(clean, str(character))
 
 
-def load_training_data(source: str | Path, strategies: list[str] | None = None) -> TrainingData:
+def load_training_data(
+    source: str | Path, strategies: list[str] | None = None, sources: list[str] | None = None
+) -> TrainingData:
+    """Dialogues to train on; `strategies` / `sources` keep those of some strategies or instruction
+    sources (a run's `source` field: lima, alpaca, ...) only."""
     path = Path(source)
     if path.is_dir() and (path / "dialogues.jsonl").is_file():
-        return _from_jsonl(path / "dialogues.jsonl", strategies)
+        return _from_jsonl(path / "dialogues.jsonl", strategies, sources)
     if path.is_file() and path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         rows = pq.read_table(path).to_pylist()
-        return _from_rows(rows, str(path), strategies)
+        return _from_rows(rows, str(path), strategies, sources=sources)
     if path.is_file():
-        return _from_jsonl(path, strategies)
+        return _from_jsonl(path, strategies, sources)
     if not path.exists():
         check_data_spec(str(source))  # a missing path fails here, before `datasets` tries the hub
     import datasets
@@ -66,31 +70,44 @@ def load_training_data(source: str | Path, strategies: list[str] | None = None) 
     # A saved directory, or a hub id the user named.
     loaded = datasets.load_from_disk(str(path)) if path.is_dir() else datasets.load_dataset(str(source), split="train")
     table = loaded["train"] if isinstance(loaded, datasets.DatasetDict) else loaded
-    return _from_rows(list(table), str(source), strategies)
+    return _from_rows(list(table), str(source), strategies, sources=sources)
 
 
-def _from_jsonl(path: Path, strategies: list[str] | None) -> TrainingData:
+def _from_jsonl(path: Path, strategies: list[str] | None, sources: list[str] | None = None) -> TrainingData:
     handler = InvalidHandler(LoadReport(str(path)), skip_invalid=False)
     rows = []
     for line, row in read_json_items(path, handler):
         if not isinstance(row, dict):
             raise InputError(str(path), line, "expected a JSON object")
         rows.append((line, row))
-    return _from_rows([r for _, r in rows], str(path), strategies, [line for line, _ in rows])
+    return _from_rows([r for _, r in rows], str(path), strategies, [line for line, _ in rows], sources)
 
 
 def _from_rows(
-    rows: list[dict[str, Any]], where: str, strategies: list[str] | None, lines: list[int] | None = None
+    rows: list[dict[str, Any]],
+    where: str,
+    strategies: list[str] | None,
+    lines: list[int] | None = None,
+    sources: list[str] | None = None,
 ) -> TrainingData:
-    examples, versions = [], set()
+    examples, versions, seen = [], set(), set()
     for index, row in enumerate(rows):
         if strategies and row.get("strategy") not in strategies:
             continue
+        if sources:
+            if "source" not in row:
+                raise InputError(where, lines[index] if lines else index + 1, "no 'source' field to filter sources on")
+            seen.add(row["source"])
+            if row["source"] not in sources:
+                continue
         examples.append(_example(row, where, lines[index] if lines else index + 1))
         if row.get("system_prompt_version"):
             versions.add(row["system_prompt_version"])
     if not examples:
-        raise ConfigError(f"{where}: no training dialogues" + (f" for strategies {strategies}" if strategies else ""))
+        wanted = (f" for strategies {strategies}" if strategies else "") + (
+            f" from sources {sources} (it has {sorted(seen)})" if sources else ""
+        )
+        raise ConfigError(f"{where}: no training dialogues{wanted}")
     if len(versions) > 1:
         raise ConfigError(f"{where}: dialogues mix system-prompt versions {sorted(versions)}; train on one")
     return TrainingData(examples, where, versions.pop() if versions else None)

@@ -19,6 +19,7 @@ from opencharacter.train.common import (
     TrainResult,
     base_model_name,
     check_out,
+    devices,
     finish,
     fit,
     import_trl,
@@ -26,10 +27,12 @@ from opencharacter.train.common import (
     lora_config,
     result_meta,
     trainer_arguments,
+    with_extra,
     write_reports,
 )
 from opencharacter.train.config import TrainConfig
 from opencharacter.train.data import dump_split, split_by_character
+from opencharacter.train.distributed import barrier, check_launch, world_size
 from opencharacter.train.memory import memory_plan
 from opencharacter.train.preferences import PairExample, load_preferences
 
@@ -73,8 +76,10 @@ def _init_prompt_version(init_adapter: str | None) -> str | None:
 def train_dpo(config: TrainConfig, data_source: str | Path, out: str | Path, resume: bool = False) -> TrainResult:
     base_model_name(config)  # a wrong init_adapter fails before torch loads
     import_trl()
+    import torch
     from trl import DPOConfig, DPOTrainer
 
+    check_launch()
     out = Path(out)
     checkpoints = out / "checkpoints"
     check_out(out, resume)
@@ -82,16 +87,21 @@ def train_dpo(config: TrainConfig, data_source: str | Path, out: str | Path, res
     train_pairs, validation_pairs = split_by_character(data.examples, config.validation_characters, config.seed)
     if not train_pairs:
         raise ConfigError(f"{data.source}: every pair is from a held-out character; lower validation_characters")
-    loaded = load_base(config)
-    plan = memory_plan(config, loaded.cuda, sequences_per_example=2)
+    cuda = torch.cuda.is_available()
+    plan = memory_plan(config, cuda, sequences_per_example=2, world_size=world_size())
     # TRL's fused LM head (always on for DPO) scores tokens without full-vocabulary logits.
     plan = dataclasses.replace(plan, chunked_loss=True)
     has_validation = bool(validation_pairs)
-    args = DPOConfig(
-        **trainer_arguments(config, plan, checkpoints, loaded, has_validation),
-        beta=config.dpo_beta,
-        loss_type=["sigmoid"],
-    )
+    ours = {
+        **trainer_arguments(config, plan, checkpoints, None, has_validation),
+        **devices(cuda, False),
+        "beta": config.dpo_beta,
+        "loss_type": ["sigmoid"],
+    }
+    arguments = with_extra(ours, config.trainer_extra, DPOConfig)  # before the model loads
+    loaded = load_base(config)
+    args = DPOConfig(**{**arguments, **devices(loaded.cuda, loaded.bf16)})
+    barrier(args)  # every rank has checked `out` before rank 0 writes into it
     trainer = DPOTrainer(
         model=loaded.model,
         args=args,
@@ -109,9 +119,10 @@ def train_dpo(config: TrainConfig, data_source: str | Path, out: str | Path, res
     result = finish(trainer, config, out, loaded, plan, (len(train_pairs), len(validation_pairs), truncated))
     result.final_validation_loss = final.get("eval_loss")
     result.rewards = _rewards(result.losses, final)
-    version = data.system_prompt_version or _init_prompt_version(config.init_adapter)
-    meta = result_meta(config, result, loaded.base_model, str(data.source), version)
-    meta["reference_model"] = f"SFT adapter {config.init_adapter}" if config.init_adapter else "the base model"
-    write_reports(out, meta, result.losses)
-    dump_split(out / "split.json", train_pairs, validation_pairs)
+    if result.main_process:
+        version = data.system_prompt_version or _init_prompt_version(config.init_adapter)
+        meta = result_meta(config, result, loaded.base_model, str(data.source), version)
+        meta["reference_model"] = f"SFT adapter {config.init_adapter}" if config.init_adapter else "the base model"
+        write_reports(out, meta, result.losses)
+        dump_split(out / "split.json", train_pairs, validation_pairs)
     return result

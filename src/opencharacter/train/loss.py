@@ -11,10 +11,17 @@ one chunk's logits exist at a time, in the forward and in the backward pass.
 The value is exactly the usual one: the sum of the token losses divided by `num_items_in_batch`
 (the labelled tokens of the whole accumulated batch, as transformers' Trainer passes it), or by the
 labelled tokens of this micro-batch when it is not given.
+
+The loss runs *inside* the model's forward (`add_chunked_loss`, the way TRL adds its fused head):
+DDP arms its gradient all-reduce, FSDP unshards and DeepSpeed gathers parameters in the wrapper's
+forward, so a loss that reached past the wrapper into the decoder would train each rank on its own
+gradients (DDP) or on empty weights (ZeRO-3).
 """
 
 from __future__ import annotations
 
+import functools
+import types
 from typing import Any
 
 IGNORE = -100
@@ -55,15 +62,55 @@ def chunked_answer_loss(
     return total / torch.as_tensor(count, device=total.device).clamp(min=1)
 
 
-def backbone_and_head(model: Any) -> tuple[Any, Any]:
-    """The decoder stack and the LM head of a causal LM, through a peft wrapper if there is one."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder(), base.get_output_embeddings()
+def _full(tensor: Any) -> Any:
+    """FSDP2 shards parameters as DTensors; the chunks multiply plain tensors (gathered once per forward)."""
+    from torch.distributed.tensor import DTensor
+
+    return tensor.full_tensor() if isinstance(tensor, DTensor) else tensor
+
+
+FLAG = "chunked_loss"
+"""`model(**inputs, chunked_loss=True)`: the forward returns our loss instead of logits."""
+
+
+def add_chunked_loss(model: Any) -> Any:
+    """Give the causal LM `model` (not its peft or DDP/FSDP wrapper) a forward that, called with
+    `chunked_loss=True`, runs the backbone and returns `CausalLMOutputWithPast(loss=…)` from
+    the chunked loss; without the flag it is the forward it had (generation is unchanged)."""
+    if getattr(model, "_opencharacter_chunked_loss", False):
+        return model
+    original = model.forward
+
+    @functools.wraps(type(model).forward)
+    def forward(self: Any, *args: Any, chunked_loss: bool = False, **kwargs: Any) -> Any:
+        if not chunked_loss:
+            return original(*args, **kwargs)
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+
+        labels = kwargs.pop("labels")
+        count = kwargs.pop("num_items_in_batch", None)
+        inputs = {k: kwargs[k] for k in ("input_ids", "attention_mask", "position_ids") if k in kwargs}
+        hidden = self.base_model(*args, **inputs, use_cache=False).last_hidden_state
+        head = self.get_output_embeddings()
+        bias = None if head.bias is None else _full(head.bias)
+        full_head = types.SimpleNamespace(weight=_full(head.weight), bias=bias)
+        return CausalLMOutputWithPast(loss=chunked_answer_loss(hidden, labels, full_head, count))
+
+    model.forward = types.MethodType(forward, model)
+    model._opencharacter_chunked_loss = True
+    return model
 
 
 def answer_loss(model: Any, inputs: dict[str, Any], num_items_in_batch: Any = None) -> Any:
-    """The model's loss on `inputs` (input_ids, attention_mask, labels, …) computed chunk by chunk."""
-    backbone, head = backbone_and_head(model)
-    kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids")}
-    hidden = backbone(**kwargs, use_cache=False).last_hidden_state
-    return chunked_answer_loss(hidden, inputs["labels"], head, num_items_in_batch)
+    """The loss on `inputs` (input_ids, attention_mask, labels, …), chunk by chunk, through `model`'s
+    own forward: `model` may be wrapped (peft, DDP, FSDP, DeepSpeed) around a causal LM that
+    `add_chunked_loss` patched."""
+    kwargs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "position_ids", "labels")}
+    if num_items_in_batch is not None:
+        kwargs["num_items_in_batch"] = num_items_in_batch
+    return model(**kwargs, **{FLAG: True}).loss
+
+
+def causal_lm(model: Any) -> Any:
+    """The causal LM inside a peft wrapper (TRL patches the same one)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from opencharacter.config import TrainConfig
+from opencharacter.errors import ConfigError
 
 CHECKPOINTING_FROM_TOKENS = 512
 """Below this many tokens per micro-batch activations are small and recomputing them only costs time."""
@@ -30,15 +31,19 @@ class MemoryPlan:
     accumulation: int
     gradient_checkpointing: bool
     chunked_loss: bool
+    processes: int = 1
+    """Data-parallel processes (torchrun/accelerate ranks): the effective batch is micro × accumulation × this."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def memory_plan(config: TrainConfig, cuda: bool, sequences_per_example: int = 1) -> MemoryPlan:
+def memory_plan(config: TrainConfig, cuda: bool, sequences_per_example: int = 1, world_size: int = 1) -> MemoryPlan:
     """The micro-batch, accumulation, checkpointing and loss that make `config`'s batch fit.
 
     A DPO example is a pair: chosen and rejected go through the model together, two sequences.
+    With `global_batch_size`, accumulation makes up that many dialogues per optimizer update over
+    all `world_size` processes (each takes `batch_size` per step), so one GPU and eight train alike.
     """
     micro = config.batch_size
     tokens = config.max_length * sequences_per_example
@@ -47,11 +52,19 @@ def memory_plan(config: TrainConfig, cuda: bool, sequences_per_example: int = 1)
         # The largest divisor of the batch that fits, so the effective batch is exactly the configured one.
         micro = max(d for d in range(1, config.batch_size + 1) if config.batch_size % d == 0 and d <= fits)
     accumulation = config.gradient_accumulation * (config.batch_size // micro)
+    if config.global_batch_size is not None:
+        per_update = micro * world_size
+        if config.global_batch_size % per_update:
+            raise ConfigError(
+                f"global_batch_size {config.global_batch_size} is not a multiple of {per_update} "
+                f"(micro-batch {micro} x {world_size} processes); choose a multiple, or change batch_size"
+            )
+        accumulation = config.global_batch_size // per_update
     checkpointing = config.gradient_checkpointing
     if checkpointing is None:
         checkpointing = cuda or micro * tokens >= CHECKPOINTING_FROM_TOKENS
     chunked = (not cuda) if config.chunked_loss is None else config.chunked_loss
-    return MemoryPlan(micro, accumulation, checkpointing, chunked)
+    return MemoryPlan(micro, accumulation, checkpointing, chunked, world_size)
 
 
 def sft_trainer_class(chunked_loss: bool) -> Any:
@@ -61,7 +74,7 @@ def sft_trainer_class(chunked_loss: bool) -> Any:
     if not chunked_loss:
         return SFTTrainer
 
-    from opencharacter.train.loss import answer_loss
+    from opencharacter.train.loss import add_chunked_loss, answer_loss, causal_lm
 
     class ChunkedLossSFTTrainer(SFTTrainer):
         """Only `compute_loss` differs: same value, computed without full-vocabulary logits.
@@ -72,6 +85,11 @@ def sft_trainer_class(chunked_loss: bool) -> Any:
         ) -> Any:
             loss = answer_loss(model, inputs, num_items_in_batch)
             return (loss, {"loss": loss}) if return_outputs else loss
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # After TRL patched the same model with its fused head, before accelerate wraps it.
+            add_chunked_loss(causal_lm(self.model))
 
     return ChunkedLossSFTTrainer
 

@@ -53,7 +53,7 @@ def model_card_data(meta: dict[str, Any], license: str | None = None) -> Any:
     from opencharacter.export.shareable import hub_id_or_none
 
     base = meta.get("base_model_id") or meta["base_model"]
-    lora = meta["method"] in ("lora", "dpo")
+    lora = meta["method"] in ("lora", "dpo", "grpo")
     data = str(meta.get("data") or "")
     datasets = sorted({*([data] if hub_id_or_none(data) else []), *_run_sources(data)})
     return ModelCardData(
@@ -63,7 +63,7 @@ def model_card_data(meta: dict[str, Any], license: str | None = None) -> Any:
         datasets=datasets or None,
         language=["en"],
         pipeline_tag="text-generation",
-        tags=["role-playing", "opencharacter", "trl", "dpo" if meta["method"] == "dpo" else "sft"],
+        tags=["role-playing", "opencharacter", "trl", meta["method"] if meta["method"] in ("dpo", "grpo") else "sft"],
     )
 
 
@@ -71,7 +71,7 @@ def write_model_card(out: Path, meta: dict[str, Any], license: str | None = None
     """`out/README.md`: a Hugging Face model card (huggingface_hub's ModelCardData) with no local path in it."""
     from opencharacter.export.shareable import hub_id_or_none, shareable
 
-    lora = meta["method"] in ("lora", "dpo")
+    lora = meta["method"] in ("lora", "dpo", "grpo")
     dpo = meta["method"] == "dpo"
     base = meta.get("base_model_id") or meta["base_model"]
     base_id = hub_id_or_none(base)

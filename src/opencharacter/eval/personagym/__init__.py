@@ -1,0 +1,1 @@
+"""The PersonaGym protocol: the authors' benchmark, rubrics and judge prompts, read from a checkout."""
