@@ -102,7 +102,8 @@ def test_answers_with_nothing_of_their_own_rank_at_chance_on_every_signal():
         def similarity(self, profiles, answers):
             return [[1.0] + [0.0] * (len(profiles) - 1) for _ in answers]
 
-    empty = [(f"q{i}", "e", NOTHING_LEFT) for i in range(60)]
-    for scorer in (Favours(), LexicalScorer()):
-        ranks = [r.rank for r in rank_answers(scorer, FIDELITY_PROFILES, empty)]
-        assert set(ranks) == {1, 2, 3}
+    for text in (NOTHING_LEFT, "Ethan Alvarez: , . and ."):  # the second: only a name and function words
+        empty = [(f"q{i}", "e", text) for i in range(60)]
+        for scorer in (Favours(), LexicalScorer()):
+            ranks = [r.rank for r in rank_answers(scorer, FIDELITY_PROFILES, empty)]
+            assert set(ranks) == {1, 2, 3}, (text, scorer)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from opencharacter.eval.fidelity import fidelity_summary, rank_answers, reciprocal_ranks
+from opencharacter.eval.fidelity import copy_summary, fidelity_summary, rank_answers, reciprocal_ranks
 from opencharacter.eval.lexical import LexicalScorer
 from opencharacter.eval.records import FidelityResult
 from opencharacter.recipe.table import render_markdown, results_table, target_verdict
@@ -58,15 +58,19 @@ def test_summaries_and_per_character_ranks_of_both_signals(tmp_path):
     assert fidelity_summary(old, "lexical") == {"answers": 0, "signal": "lexical"}
 
 
-def _evaluation(root, label, rr_embedding, rr_lexical, chance=0.5):
-    """An evaluation directory as the runner writes it: ranks per answer, and their summary."""
+def _evaluation(root, label, rr_embedding, rr_lexical, chance=0.5, masked=None, copied=0.0):
+    """An evaluation directory as the runner writes it: ranks per answer, and their summary.
+    `masked` are the copy-masked (embedding, lexical) ranks: the plain ones when nothing was copied."""
     folder = root / label
     folder.mkdir(parents=True)
     rows = []
-    for persona, (emb, lex) in enumerate(zip(rr_embedding, rr_lexical, strict=True)):
+    masked = masked or (rr_embedding, rr_lexical)
+    for persona, (emb, lex, memb, mlex) in enumerate(zip(rr_embedding, rr_lexical, *masked, strict=True)):
         for question in range(2):
             rows.append(FidelityResult(question=f"q{question}", persona_id=f"p{persona}", rank=emb[question],
-                                       candidates=3, lexical_rank=lex[question]))  # fmt: skip
+                                       candidates=3, lexical_rank=lex[question], masked_rank=memb[question],
+                                       masked_lexical_rank=mlex[question], copy_rate=copied,
+                                       opens_with_profile=copied > 0.5))  # fmt: skip
     (folder / "fidelity.jsonl").write_text("".join(r.model_dump_json() + "\n" for r in rows))
     scores = {"PersonaScore": 3.0, "Expected Action": 3.0, "Toxicity Control": 3.0, "Linguistic Habits": 3.0,
               "Persona Consistency": 3.0, "Action Justification": 3.0}  # fmt: skip
@@ -76,6 +80,9 @@ def _evaluation(root, label, rr_embedding, rr_lexical, chance=0.5):
         "excluded_verdicts": 0,
         "fidelity": fidelity_summary(rows),
         "fidelity_lexical": fidelity_summary(rows, "lexical"),
+        "fidelity_masked": fidelity_summary(rows, "embedding_masked"),
+        "fidelity_lexical_masked": fidelity_summary(rows, "lexical_masked"),
+        "profile_copy": copy_summary(rows),
     }
     (folder / "summary.json").write_text(json.dumps(summary))
     return summary
@@ -140,11 +147,45 @@ def test_rerunning_an_old_evaluation_adds_lexical_fidelity_without_any_model_cal
     assert calls and first["fidelity_lexical"]["answers"] == first["fidelity"]["answers"] == 6
     rows = [json.loads(line) for line in (out / "fidelity.jsonl").read_text().splitlines()]
     assert all(isinstance(row["lexical_rank"], int) for row in rows)
-    # Make it look like an evaluation from before the lexical signal, then rerun it.
-    (out / "fidelity.jsonl").write_text("".join(json.dumps({**r, "lexical_rank": None}) + "\n" for r in rows))
+    assert first["fidelity_masked"]["answers"] == first["profile_copy"]["answers"] == 6
+    # Make it look like an evaluation from before the lexical signal and the copy measures (the
+    # fields missing altogether, as old files have them), then rerun it.
+    added = ("lexical_rank", "masked_rank", "masked_lexical_rank", "copy_rate", "opens_with_profile")
+    old = [{k: v for k, v in r.items() if k not in added} for r in rows]
+    (out / "fidelity.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
     calls.clear()
     again = evaluate(out, personas, None, fake, [fake], config, show_progress=False).summary
     assert calls == []
     assert again["fidelity_lexical"] == first["fidelity_lexical"] and again["fidelity"] == first["fidelity"]
+    for key in ("fidelity_masked", "fidelity_lexical_masked", "profile_copy"):
+        assert again[key] == first[key], key
     report = (out / "report.md").read_text()
     assert "lexical (BM25)" in report and "optimises the embedding fidelity" in report
+
+
+def test_a_student_that_recites_its_profile_does_not_meet_the_target(tmp_path):
+    # Better than the base on both plain fidelities, by reciting: copy-masked, it is no better.
+    base = _evaluation(tmp_path, "base", [[1, 2]] * 6 + [[2, 3]] * 2, [[1, 3]] * 6 + [[2, 2]] * 2)
+    plain_base = ([[1, 2]] * 6 + [[2, 3]] * 2, [[1, 3]] * 6 + [[2, 2]] * 2)
+    reciter = _evaluation(tmp_path, "rewrite", [[1, 1]] * 8, [[1, 1]] * 8, masked=plain_base, copied=0.8)
+    table = results_table({"base": base, "rewrite": reciter}, tmp_path / "base")
+    row = table[1]
+    assert row["fidelity MRR delta"][1] > 0 and row["lexical MRR delta"][1] > 0
+    assert (
+        row["masked MRR delta"][0] == 0 and row["copy rate"] == pytest.approx(0.8) and row["opens with profile"] == 1.0
+    )
+    verdict = target_verdict(table)
+    assert not verdict["met"] and verdict["checks"]["fidelity delta > 0"] and verdict["checks"]["lexical excess"]
+    assert not verdict["checks"]["masked delta > 0"] and not verdict["checks"]["masked lexical excess"]
+    markdown = render_markdown({
+        "table": table,
+        "usage": {"calls": 1, "prompt_tokens": 2, "completion_tokens": 3, "dialogues": 4},
+        "split": {"train_characters": 5, "held_out_characters": 8},
+        "filters": {"dialogues_in": 4, "dialogues_out": 4, "removed": {}},
+        "training": {},
+        "timings_seconds": {"total": 1.0},
+    })  # fmt: skip
+    assert "### Copy-masked fidelity and profile copying" in markdown
+    assert "| rewrite | 0.667 (+0.00 [+0.00, +0.00]) |" in markdown and "| 100% |" in markdown
+    line = next(x for x in markdown.splitlines() if x.startswith("Effect on held-out characters"))
+    assert "**NOT MET**" in line and "copy-masked embedding MRR delta +0.00 [+0.00, +0.00]" in line

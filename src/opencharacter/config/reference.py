@@ -10,7 +10,13 @@ from opencharacter.config.filters import FiltersConfig
 from opencharacter.config.grpo import GRPOSettings, RewardSpec
 from opencharacter.config.pipeline import PipelineConfig
 from opencharacter.config.recipe import RecipeConfig
-from opencharacter.config.synthesis import InstructionSource, PersonaSource, ProfilesConfig, SynthesisConfig
+from opencharacter.config.synthesis import (
+    InstructionSource,
+    PersonaSource,
+    ProfilesConfig,
+    SelectionConfig,
+    SynthesisConfig,
+)
 from opencharacter.config.train import TrainConfig
 from opencharacter.records import Sampling
 
@@ -22,6 +28,7 @@ def reference_markdown() -> str:
         ("executor", ExecutorConfig),
         ("profiles", ProfilesConfig),
         ("synthesis", SynthesisConfig),
+        ("synthesis.selection", SelectionConfig),
         ("filters", FiltersConfig),
         ("train", TrainConfig),
         ("train.grpo (GRPO only)", GRPOSettings),

@@ -28,6 +28,15 @@ class SelectionConfig(Config):
     drop_below_chance: bool = Field(
         False, description="Drop pairs whose best candidate ranks its own character no better than chance."
     )
+    copy_penalty: float = Field(
+        1.0,
+        ge=0,
+        le=10,
+        description="Subtracted from a candidate's score (the reciprocal rank of its own character) times its "
+        "profile-copy rate (share of its word trigrams found in its own profile): restating the profile is "
+        "not role-play. At 1.0 a candidate copying over half its trigrams loses to a clean one ranked second; "
+        "a passing mention of a profile fact (copy rate ~0.1) does not. 0: rank alone, as before.",
+    )
 
 
 class SynthesisConfig(Config):

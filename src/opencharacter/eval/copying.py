@@ -144,6 +144,12 @@ def words(text: str) -> list[str]:
     return [match.group(0).lower().replace("’", "'") for match in _WORD.finditer(text)]
 
 
+def has_content(text: str) -> bool:
+    """True when the text has a word beyond function words: "Jack Murphy: , . and ." once its name is
+    removed has nothing left to rank a profile by."""
+    return any(word not in _FUNCTION_WORDS for word in words(text))
+
+
 def _profile_text(profile: str) -> str:
     """The profile without its field labels ("Name:", "Birth Place:"): labels are layout, not content."""
     return _LABEL.sub(" ", profile)

@@ -26,7 +26,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from opencharacter.eval.copying import NOTHING_LEFT
+from opencharacter.eval.copying import NOTHING_LEFT, has_content
 from opencharacter.eval.records import FidelityResult
 from opencharacter.hashing import content_hash
 
@@ -118,10 +118,11 @@ def rank_answers(embed: Any, profiles: dict[str, str], answers: list[tuple[str, 
     texts = [without_names(text, names) for _, _, text in answers]
     similarity = scorer.similarity([without_names(profiles[i], names) for i in ids], texts)
     matrix = np.array(similarity.detach().cpu() if hasattr(similarity, "detach") else similarity, dtype=float)
-    # Nothing of its own to rank by (only a name, or only the profile once copied spans are masked):
-    # every profile ties, so the answer sits at chance whatever the scorer makes of the placeholder.
+    # Nothing of its own to rank by (only a name, or only the profile once copied spans are masked,
+    # leaving function words and punctuation): every profile ties, so the answer sits at chance
+    # whatever the scorer makes of the leftovers.
     for row, text in enumerate(texts):
-        if text in _EMPTY:
+        if text in _EMPTY or not has_content(text):
             matrix[row] = 0.0
     column = {persona_id: index for index, persona_id in enumerate(ids)}
     results = []

@@ -3,8 +3,11 @@
 Generic over the students (any labels besides "base"): a row per evaluation, in the order given.
 Two fidelities, because candidate selection optimises the embedding one: a student can learn to
 please MiniLM without saying more character-specific things, and only the lexical one (BM25 over the
-answer's words) would show it. The target verdict (issue 11) is computed from the rows, never edited
-in: met or not met, with the numbers.
+answer's words) would show it. Both reward reciting the profile, so each is also computed
+copy-masked (on the answers without the spans copied from their own profile, issue 19) and the verdict
+must hold there too; the profile-copy rate and the share of answers opening with the profile are shown
+beside. The target verdict (issue 11) is computed from the rows, never edited in: met or not met,
+with the numbers.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from opencharacter.eval.fidelity import Signal, reciprocal_ranks
+from opencharacter.eval.fidelity import Signal, copy_by_character, reciprocal_ranks
 from opencharacter.eval.scores import bootstrap_delta
 
 METRICS = ("PersonaScore", "Expected Action", "Toxicity Control", "Linguistic Habits", "Persona Consistency",
@@ -21,7 +24,12 @@ METRICS = ("PersonaScore", "Expected Action", "Toxicity Control", "Linguistic Ha
 FIDELITIES: tuple[tuple[Signal, str, str], ...] = (
     ("embedding", "fidelity", "fidelity"),
     ("lexical", "fidelity_lexical", "lexical"),
+    ("embedding_masked", "fidelity_masked", "masked"),
+    ("lexical_masked", "fidelity_lexical_masked", "masked lexical"),
 )
+# Shown per signal in the verdict line.
+SIGNAL_NAMES = {"fidelity": "embedding", "lexical": "lexical", "masked": "copy-masked embedding",
+                "masked lexical": "copy-masked lexical"}  # fmt: skip
 TARGET_EXCESS_RATIO = 1.5  # issue 11: the best student's excess over chance ≥ 1.5× the base's
 
 
@@ -64,6 +72,13 @@ def results_table(evals: dict[str, dict[str, Any]], base_dir: Path) -> list[dict
             base_excess = _excess(base_row, prefix)
             ratio = excess / base_excess if excess is not None and base_excess is not None and base_excess > 0 else None
             row[f"{prefix} excess ratio"] = ratio
+        copied = summary.get("profile_copy") or {}
+        row["copy rate"] = copied.get("copy_rate")
+        row["opens with profile"] = copied.get("opens_with_profile")
+        if label != "base":
+            row["copy rate delta"] = bootstrap_delta(
+                copy_by_character(base_dir, "copy_rate"), copy_by_character(base_dir.parent / label, "copy_rate")
+            )
         row["excluded verdicts"] = summary["excluded_verdicts"]
         if label == "base":
             base_row = row
@@ -74,7 +89,8 @@ def results_table(evals: dict[str, dict[str, Any]], base_dir: Path) -> list[dict
 def _checks(row: dict[str, Any], base: dict[str, Any]) -> dict[str, bool]:
     """The target's conditions for one student: interval of the MRR delta above 0, and excess over
     chance ≥ 1.5× the base's, on both fidelities (the lexical one being the yardstick that
-    selection never saw, the target asks for both)."""
+    selection never saw, the target asks for both) and on both again copy-masked (so that a student
+    reciting its profile cannot meet it)."""
     checks = {}
     for _, _, prefix in FIDELITIES:
         delta = row.get(f"{prefix} MRR delta")
@@ -93,7 +109,8 @@ def _real(value: Any) -> bool:
 
 def target_verdict(table: list[dict[str, Any]]) -> dict[str, Any]:
     """Issue 11's target, judged on the best tuned student: the one meeting most conditions, ties
-    broken by the sum of its two fidelity MRRs. `met` is True only when it meets all four."""
+    broken by the sum of its fidelity MRRs. `met` is True only when it meets all eight (two per
+    signal: embedding, lexical, and both copy-masked)."""
     base = next(row for row in table if row["model"] == "base")
     students = [row for row in table if row["model"] != "base"]
     if not students:
@@ -134,7 +151,8 @@ def verdict_line(table: list[dict[str, Any]]) -> str:
     base = next(r for r in table if r["model"] == "base")
     yes = {True: "yes", False: "no"}
     parts = []
-    for signal, _, prefix in FIDELITIES:
+    for _, _, prefix in FIDELITIES:
+        signal = SIGNAL_NAMES[prefix]
         shown = _delta(row.get(f"{prefix} MRR delta")).strip(" ()") or "n/a"
         excess = (
             f"{_fmt(row.get(f'{prefix} excess'))} vs base {_fmt(base.get(f'{prefix} excess'))}{_ratio(row, prefix)}"
@@ -144,7 +162,7 @@ def verdict_line(table: list[dict[str, Any]]) -> str:
             f"excess {excess} (≥ {TARGET_EXCESS_RATIO}× base: {yes[verdict['checks'][f'{prefix} excess']]})"
         )
     state = "MET" if verdict["met"] else "NOT MET"
-    claim = f"both fidelities' deltas above 0, excess ≥ {TARGET_EXCESS_RATIO}× base"
+    claim = f"both fidelities' deltas above 0, excess ≥ {TARGET_EXCESS_RATIO}× base, also copy-masked"
     head = f"Effect on held-out characters ({claim}): **{state}** — best tuned student `{verdict['student']}`: "
     return head + "; ".join(parts) + "."
 
@@ -170,6 +188,7 @@ def render_markdown(results: dict[str, Any]) -> str:
         "× base = its ratio to the base student's excess. Candidate selection optimises the embedding "
         "fidelity; the lexical one (BM25 over the answer's words) is the independent check.",
         "",
+        *_masked_lines(table),
         verdict_line(table),
         "",
         "## Judged (PersonaGym-style, light)",
@@ -204,6 +223,32 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _masked_lines(table: list[dict[str, Any]]) -> list[str]:
+    """The copy-masked fidelities and how much of each model's answers restates its profile."""
+    header = ["model", "copy-masked embedding MRR", "excess over chance", "copy-masked lexical MRR",
+              "lexical excess", "profile copy rate", "opens with profile"]  # fmt: skip
+    lines = ["### Copy-masked fidelity and profile copying", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]  # fmt: skip
+    for row in table:
+        cells = [row["model"]]
+        for prefix in ("masked", "masked lexical"):
+            cells.append(_fmt(row.get(f"{prefix} MRR")) + _delta(row.get(f"{prefix} MRR delta")))
+            cells.append(_fmt(row.get(f"{prefix} excess")) + _ratio(row, prefix))
+        cells.append(_fmt(row.get("copy rate")) + _delta(row.get("copy rate delta")))
+        share = row.get("opens with profile")
+        cells.append(f"{share:.0%}" if _real(share) else "n/a")
+        lines.append("| " + " | ".join(cells) + " |")
+    return [
+        *lines,
+        "",
+        "Copy-masked: both fidelities ranked again on the answers with every span copied from the answerer's "
+        "own profile removed (word trigrams with a content word), so restating the profile cannot win them. "
+        "Profile copy rate: share of an answer's trigrams found in its own profile (lower is less recital); "
+        "opens with profile: share of answers whose first sentence names the character or restates its profile.",
+        "",
+    ]
 
 
 def _profiled(usage: dict[str, Any], split: dict[str, Any]) -> str:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opencharacter.config import SelectionConfig
 from opencharacter.errors import ConfigError
+from opencharacter.eval.copying import copy_rate
 from opencharacter.eval.fidelity import own_rank, without_names
 from opencharacter.hashing import content_hash
 from opencharacter.records import CandidateScore, Character, Dialogue
@@ -143,7 +144,15 @@ async def select_candidates_async(
         start = 0
         for pair in batch:
             end = start + len(pair.members)
-            _record(store, pair, _score(pair, profiles, vectors[start:end]), config, summary)
+            scored = _score(pair, profiles, vectors[start:end])
+            if config.copy_penalty:
+                profile = characters[pair.character_id].character
+                scored = [
+                    replace(s, copy_rate=copy_rate(s.dialogue.character_answer, profile),
+                            copy_penalty=config.copy_penalty)
+                    for s in scored
+                ]  # fmt: skip
+            _record(store, pair, scored, config, summary)
             start = end
         batch.clear()
 
@@ -169,7 +178,9 @@ def _pairs(store: RunStore, pool: list[str], config: SelectionConfig, seed: int)
         d = row[1]
         return candidate_id(d.question_id, d.character_id, d.strategy)
 
-    settings = config.model_dump(mode="json")
+    # No copy penalty is how pairs were scored before it existed: leave it out of the fingerprint,
+    # so those runs' selections stand (and a rerun loads no model).
+    settings = config.model_dump(mode="json", exclude={"copy_penalty"} if config.copy_penalty == 0 else None)
     for pair_id, group in itertools.groupby(rows, key=pair_of):
         members = list(group)
         character_id = members[0][1].character_id

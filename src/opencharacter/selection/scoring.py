@@ -37,11 +37,20 @@ class Scored:
     sort_key: str
     rank: int
     margin: float
+    copy_rate: float = 0.0
+    """Share of the answer's word trigrams found in its own profile (`eval/copying.py`)."""
+    copy_penalty: float = 0.0
 
     @property
-    def order(self) -> tuple[int, float, int]:
-        """Lower is better: rank first, then a wider margin, then the earlier candidate."""
-        return (self.rank, -self.margin, self.dialogue.candidate)
+    def score(self) -> float:
+        """Reciprocal rank of the own character, less the copy penalty times the copy rate: with no
+        penalty it orders candidates exactly as their ranks do."""
+        return 1 / self.rank - self.copy_penalty * self.copy_rate
+
+    @property
+    def order(self) -> tuple[float, float, int]:
+        """Lower is better: the score first, then a wider margin, then the earlier candidate."""
+        return (-self.score, -self.margin, self.dialogue.candidate)
 
 
 def chance_mrr(ranked: int) -> float:
@@ -69,13 +78,14 @@ def best_and_worst(scored: Sequence[Scored]) -> tuple[Scored, Scored]:
 
 
 def preference(pair_id: str, best: Scored, worst: Scored) -> PreferencePair | None:
-    """Best vs worst, when the best really ranks its character better (equal ranks teach nothing).
+    """Best vs worst, when the best really scores better (equal scores teach nothing; with no copy
+    penalty, a better score is a better rank).
 
     The prompt is the chosen dialogue up to its last user turn: for G, earlier answers are the
     chosen candidate's own, which the rejected one's last answer did not see — the standard
     compromise for multi-turn DPO on sampled continuations; single-turn pairs are exact.
     """
-    if best.rank >= worst.rank:
+    if best.score <= worst.score:
         return None
     messages = best.dialogue.messages
     last_user = max(i for i, m in enumerate(messages) if m.role == "user")
