@@ -83,3 +83,42 @@ def test_a_judge_that_is_down_is_counted_and_the_step_goes_on(tiny_run, tmp_path
 def test_grpo_needs_a_run(run_cli, tmp_path):
     code, _, err = run_cli("train", "--method", "grpo", "--data", tmp_path / "x.jsonl", "--out", tmp_path / "m")
     assert code == 2 and "--method grpo trains from a run" in err
+
+
+@pytest.mark.slow
+def test_the_recipe_trains_and_evaluates_a_grpo_student_from_its_sft_student(tmp_path, run_cli):
+    from opencharacter.sources.bundled import sample_path
+
+    config = tmp_path / "recipe.yaml"
+    config.write_text(
+        f"""
+out: {tmp_path / "recipe"}
+held_out: 0.3
+personas: {{path: {sample_path("personas.jsonl")}, limit: 7}}
+instructions: [{{path: {sample_path("instructions.jsonl")}, limit: 4}}]
+strategies: [rewrite]
+teacher: {{backend: fake, options: {{sample_system_words: 6}}}}
+judges: [{{backend: fake}}]
+synthesis: {{per_instruction: 2}}
+filters: {{near_duplicate_profiles: null}}
+train: {{model: embedded, max_steps: 1, batch_size: 2, max_length: 320}}
+grpo:
+  max_steps: 1
+  max_length: 320
+  grpo: {{num_generations: 2, prompts_per_step: 1, max_completion_length: 8,
+          rewards: [{{name: fidelity, signal: lexical}}, {{name: judge, weight: 0.5}}]}}
+grpo_from: rewrite
+eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 16}}, fidelity_questions: 1}}
+""",
+        encoding="utf-8",
+    )
+    code, _, err = run_cli("recipe", config, "-q")
+    assert code == 0, err
+    out = tmp_path / "recipe"
+    results = json.loads((out / "results.json").read_text())
+    assert [row["model"] for row in results["table"]] == ["base", "rewrite", "rewrite+grpo"]
+    meta = json.loads((out / "model-rewrite+grpo" / "opencharacter.json").read_text())
+    assert meta["method"] == "grpo" and meta["init_adapter"] == str(out / "model-rewrite")
+    judge = next(r for r in meta["grpo"]["rewards"] if r["label"] == "judge")
+    assert judge["judge"]["backend"] == "fake"  # the recipe's judge, filled in
+    assert "| rewrite+grpo |" in (out / "results.md").read_text()
