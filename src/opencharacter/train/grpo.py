@@ -14,6 +14,7 @@ of them — with the `judge` reward, that many judge calls per step (cached by t
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import sys
 from dataclasses import dataclass
@@ -145,7 +146,8 @@ def _reward_line_callback(labels: list[str]) -> Any:
             parts = [f"step {state.global_step}/{state.max_steps}", f"reward {float(logs['reward']):.3f}"]
             if "kl" in logs and args.beta:
                 parts.append(f"KL {float(logs['kl']):.4f}")
-            parts += [f"{label} {float(logs[key]):.3f}" for label in labels if (key := f"rewards/{label}/mean") in logs]
+            # A reward with no score this step (every judge call failed) is logged as None: shown as n/a.
+            parts += [f"{label} {_shown(logs[key])}" for label in labels if (key := f"rewards/{label}/mean") in logs]
             if logs.get("judge/failed"):
                 parts.append(f"judge failures {float(logs['judge/failed']):.0f}")
             rate = self.clock.rate_and_eta(state.global_step) if self.clock is not None else ""
@@ -154,11 +156,19 @@ def _reward_line_callback(labels: list[str]) -> Any:
     return RewardLine()
 
 
+def _scored(value: Any) -> bool:
+    return value is not None and not math.isnan(float(value))
+
+
+def _shown(value: Any) -> str:
+    return f"{float(value):.3f}" if _scored(value) else "n/a"
+
+
 def reward_summary(history: list[dict[str, Any]], labels: list[str], failures: dict[str, int]) -> dict[str, Any]:
     """Per component: the first and last logged mean and the mean over training; judge failures counted."""
     summary: dict[str, Any] = {}
     for label in ["reward", *(f"rewards/{label}/mean" for label in labels)]:
-        values = [float(e[label]) for e in history if label in e]
+        values = [float(e[label]) for e in history if _scored(e.get(label))]
         name = label.removeprefix("rewards/").removesuffix("/mean")
         if values:
             summary[name] = {"first": values[0], "last": values[-1], "mean": sum(values) / len(values)}
