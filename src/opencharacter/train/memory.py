@@ -84,6 +84,11 @@ def sft_trainer_class(chunked_loss: bool) -> Any:
             self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
         ) -> Any:
             loss = answer_loss(model, inputs, num_items_in_batch)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                # What Trainer.compute_loss does and this override must too: the count is summed over
+                # all ranks while DDP averages their gradients, so each rank's loss is scaled back up.
+                # Without it a 2-rank run logged half the loss and took half-size gradients.
+                loss = loss * self.accelerator.num_processes
             return (loss, {"loss": loss}) if return_outputs else loss
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

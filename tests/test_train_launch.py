@@ -1,0 +1,77 @@
+"""Training under a launcher (torchrun, real ranks over gloo) and full fine-tuning's precision."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from opencharacter.config import TrainConfig
+from opencharacter.train.common import precision
+
+FLAGS = ("--max-steps", "3", "--max-length", "320", "--batch-size", "1", "--global-batch-size", "4")
+
+
+def test_full_fine_tuning_keeps_float32_master_weights_under_bf16_autocast():
+    import torch
+
+    dtype, autocast = precision(TrainConfig(method="full"), cuda=True, bf16_supported=True)
+    assert dtype is torch.float32 and autocast
+    dtype, autocast = precision(TrainConfig(method="lora"), cuda=True, bf16_supported=True)
+    assert dtype is torch.bfloat16 and autocast  # a frozen base may stay bf16: peft's adapters are float32
+
+    def changed_by_one_step(weights_dtype: torch.dtype) -> float:
+        """Share of weights (scale 0.02) that one AdamW step at 1e-5 actually moves, bf16 autocast on."""
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(256, 256, bias=False)
+        torch.nn.init.normal_(layer.weight, std=0.02)
+        layer.to(weights_dtype)
+        before = layer.weight.detach().clone()
+        optimiser = torch.optim.AdamW(layer.parameters(), lr=1e-5, weight_decay=0.0)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = layer(torch.randn(8, 256)).float().pow(2).mean()
+        loss.backward()
+        optimiser.step()
+        return (layer.weight.detach() != before).float().mean().item()
+
+    # The weights the precision plan trains move; pure bf16 weights (what full FT used to be) mostly do not.
+    assert changed_by_one_step(dtype if dtype is torch.float32 else torch.float32) > 0.99
+    assert changed_by_one_step(torch.bfloat16) < 0.5
+
+
+def _train(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_train_like_one_process_with_the_same_global_batch(tiny_run, tmp_path):
+    data = str(tiny_run / "dialogues.jsonl")  # torchrun's own parser takes `--run` for its `--run-path`
+    one = _train([sys.executable, "-m", "opencharacter", "train", "--data", data, "--out", "one", *FLAGS], tmp_path)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = _train(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "opencharacter", "train", "--data", data, "--out", "two", *FLAGS],
+        tmp_path,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    # Rank 0 alone reports and writes: one summary line, one adapter, card and metadata file.
+    assert (two.stdout + two.stderr).count("trained 3 steps") == 1
+    out = tmp_path / "two"
+    for name in ("adapter_model.safetensors", "README.md", "opencharacter.json", "split.json"):
+        assert (out / name).is_file(), name
+    metas = [json.loads((tmp_path / d / "opencharacter.json").read_text()) for d in ("one", "two")]
+    assert metas[0]["steps"] == metas[1]["steps"] == 3
+    assert metas[0]["memory_plan"]["accumulation"] == 4 and metas[0]["memory_plan"]["processes"] == 1
+    assert metas[1]["memory_plan"]["accumulation"] == 2 and metas[1]["memory_plan"]["processes"] == 2
+
+    def losses(d: str) -> list[float]:
+        history = json.loads((tmp_path / d / "loss_history.json").read_text())
+        return [e["loss"] for e in history if "loss" in e]
+
+    # Same global batches in the same order: the same losses (a missing rescale halved them).
+    assert losses("one") == pytest.approx(losses("two"), rel=0.02)
