@@ -21,7 +21,7 @@ from opencharacter.config.synthesis import (
     SelectionConfig,
     SynthesisConfig,
 )
-from opencharacter.config.train import LauncherConfig, TrainConfig
+from opencharacter.config.train import TrainConfig
 
 __all__ = [
     "BackendConfig",
@@ -30,7 +30,6 @@ __all__ = [
     "ExecutorConfig",
     "FiltersConfig",
     "InstructionSource",
-    "LauncherConfig",
     "ModelPrice",
     "PersonaSource",
     "PipelineConfig",

@@ -10,17 +10,6 @@ from opencharacter.config.base import Config
 from opencharacter.config.grpo import GRPOSettings
 
 
-class LauncherConfig(Config):
-    """How `recipe` starts a student's training: its own process, under torchrun or accelerate."""
-
-    nproc_per_node: int = Field(1, ge=1, description="Processes (GPUs) on this node: torchrun's --nproc_per_node.")
-    config: str | None = Field(
-        None,
-        description="An accelerate config file (examples/accelerate/*.yaml): launch with `accelerate launch "
-        "--config_file` instead of torchrun.",
-    )
-
-
 class TrainConfig(Config):
     model: str = Field("embedded", description="Base model: hub id, local directory, or 'embedded'.")
     method: Literal["lora", "full", "dpo", "grpo"] = Field(
@@ -91,9 +80,6 @@ class TrainConfig(Config):
         default_factory=dict,
         description="Any other SFTConfig/DPOConfig argument, passed through (keys checked against them); "
         "settings above cannot be given here.",
-    )
-    launcher: LauncherConfig | None = Field(
-        None, description="recipe: train this student under torchrun/accelerate with this many processes."
     )
     packing: bool = Field(False, description="Pack several dialogues into one sequence (TRL BFD packing).")
     seed: int = Field(0, description="Seed for the character split, shuffling and initialisation.")
