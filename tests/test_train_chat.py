@@ -31,7 +31,7 @@ def test_training_lowers_the_loss_and_writes_a_complete_model_dir(trained, tiny_
     assert adapter["base_model_name_or_path"] == meta["base_model_id"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in (trained / "README.md").read_text()
     # CPU defaults: 2 × 320 tokens fit in one 1024-token pass; 640 tokens make checkpointing worth it.
-    plan = {"micro_batch": 2, "accumulation": 1, "gradient_checkpointing": True, "chunked_loss": True}
+    plan = {"micro_batch": 2, "accumulation": 1, "gradient_checkpointing": True, "chunked_loss": True, "processes": 1}
     assert meta["memory_plan"] == plan and meta["peak_rss_bytes"] > 0
     assert meta["steps"] == 8 and meta["validation_examples"] > 0 and meta["truncated"] >= 0
     split = json.loads((trained / "split.json").read_text())
