@@ -158,8 +158,8 @@ def _phase_that_fails(message: str) -> None:
 
 
 def test_a_phase_returns_its_result_and_raises_its_errors_in_the_parent():
-    from opencharacter.cli.phase_process import run_phase
     from opencharacter.errors import ConfigError
+    from opencharacter.executors.processes import run_phase
 
     value, peak = run_phase(sorted, [3, 1, 2])
     assert value == [1, 2, 3] and peak > 10 * 2**20  # a real child's RSS: an interpreter at least
@@ -170,7 +170,7 @@ def test_a_phase_returns_its_result_and_raises_its_errors_in_the_parent():
 
 PHASE_SCRIPT = """
 import sys, time
-from opencharacter.cli.phase_process import run_phase
+from opencharacter.executors.processes import run_phase
 from opencharacter.errors import Interrupted
 print("started", flush=True)
 try:
@@ -241,7 +241,7 @@ def test_synthesis_writes_progress_lines_when_stderr_is_not_a_terminal(tmp_path,
 
 def test_a_phase_reports_its_own_peak_not_its_parents():
     """ru_maxrss survives fork + exec: a phase spawned by a big process used to report that size."""
-    from opencharacter.cli.phase_process import run_phase
+    from opencharacter.executors.processes import run_phase
 
     ballast = bytearray(600 * 2**20)
     ballast[::4096] = b"\x01" * len(ballast[::4096])  # touch every page: resident, not just reserved

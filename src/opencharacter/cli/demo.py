@@ -10,9 +10,9 @@ import typer
 
 from opencharacter.cli import options as opt
 from opencharacter.cli.demo_phases import DemoPhases
-from opencharacter.cli.phase_process import run_phase
 from opencharacter.cli.report import ConsoleReporter, console
 from opencharacter.config import PipelineConfig
+from opencharacter.executors.processes import run_phase
 from opencharacter.pipeline import run_pipeline
 from opencharacter.sources.bundled import sample_path
 

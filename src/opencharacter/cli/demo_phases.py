@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from opencharacter.cli.report import console
+from opencharacter.executors.processes import peak_rss_bytes
 from opencharacter.fileio import write_json
 from opencharacter.models.embedded import cache_dir
-from opencharacter.train.memory import format_bytes, peak_rss_bytes
+from opencharacter.train.memory import format_bytes
 from opencharacter.train.progress import format_seconds
 
 FIRST_RUN = "about 9 minutes on an idle 2-core machine; it scales with cores and load"

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from opencharacter.errors import ConfigError, MissingDependencyError
+from opencharacter.executors.processes import peak_rss_bytes
 from opencharacter.models.loading import MODEL_META, adapter_base, resolve_model_path
 from opencharacter.train.config import TrainConfig
-from opencharacter.train.memory import MemoryPlan, peak_rss_bytes
+from opencharacter.train.memory import MemoryPlan
 from opencharacter.train.report import plot_losses, write_model_card
 
 

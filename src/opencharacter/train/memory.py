@@ -13,8 +13,6 @@ down, each without changing what is learned:
 
 from __future__ import annotations
 
-import resource
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -97,24 +95,6 @@ def sft_trainer_class(chunked_loss: bool) -> Any:
             add_chunked_loss(causal_lm(self.model))
 
     return ChunkedLossSFTTrainer
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far.
-
-    On Linux from /proc (VmHWM): `ru_maxrss` is carried over fork + exec, so a freshly spawned
-    phase process would report its parent's peak (measured: 2.35 GB for a synthesis phase that a
-    2.35 GB test process had spawned). Elsewhere `ru_maxrss` (macOS reports bytes).
-    """
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def format_bytes(count: float) -> str:
