@@ -81,6 +81,13 @@ eval:
     # Every model also scored on the (stand-in) PersonaGym benchmark, with the protocol: one PScore-L table.
     assert list(results["benchmark"]) == ["base", "generate", "rewrite", "generate+dpo"]
     assert "## PersonaGym benchmark (PScore-L)" in markdown and "| generate+dpo | student |" in markdown
+    # Each phase ran in its own process and says what it took.
+    phases = results["phases"]
+    assert {"data", "train generate", "train rewrite", "train generate+dpo", "eval base", "benchmark", "recipe"} <= set(
+        phases
+    )
+    assert all(phase["peak_rss_bytes"] > 0 and phase["processes"] == 1 for phase in phases.values())
+    assert "peak memory (RSS, each phase in its own process): data " in markdown
     base_q = (out / "evals" / "base" / "questions.jsonl").read_text()
     assert base_q == (out / "evals" / "generate" / "questions.jsonl").read_text()  # identical questions
 
@@ -95,3 +102,38 @@ eval:
     assert adapter.stat().st_mtime_ns != stamp
     meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
     assert meta["config"]["learning_rate"] == 0.0005 and meta["steps"] == 2
+
+
+def test_recipe_trains_its_student_on_two_torchrun_ranks_and_reuses_it_on_one(tmp_path, run_cli):
+    """`train.launcher`: the student is trained by real torchrun ranks (gloo on CPU), then reused."""
+    config = tmp_path / "recipe.yaml"
+    text = f"""
+out: {tmp_path / "recipe"}
+held_out: 0.3
+strategies: [generate]
+personas: {{path: {sample_path("personas.jsonl")}, limit: 6}}
+instructions: [{{path: {sample_path("instructions.jsonl")}, limit: 3}}]
+teacher: {{backend: fake}}
+judges: [{{backend: fake}}]
+filters: {{near_duplicate_profiles: null}}
+train: {{model: embedded, max_steps: 1, batch_size: 1, global_batch_size: 2, max_length: 320,
+         launcher: {{nproc_per_node: 2}}}}
+eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 8}}, fidelity_questions: 1}}
+"""
+    config.write_text(text, encoding="utf-8")
+    code, _, err = run_cli("recipe", config, "-q")
+    assert code == 0, err
+    out = tmp_path / "recipe"
+    meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
+    assert meta["steps"] == 1 and meta["memory_plan"]["processes"] == 2 and meta["memory_plan"]["accumulation"] == 1
+    assert (out / "model-generate" / "adapter_model.safetensors").is_file()
+    phases = json.loads((out / "results.json").read_text())["phases"]
+    assert phases["train generate"]["processes"] == 2 and "reused" not in phases["train generate"]
+    # How it is launched is not what it is: back on one process, the finished student is reused.
+    adapter = out / "model-generate" / "adapter_model.safetensors"
+    stamp = adapter.stat().st_mtime_ns
+    config.write_text(text.replace("launcher: {nproc_per_node: 2}", "launcher: null"), encoding="utf-8")
+    code, _, err = run_cli("recipe", config, "-q")
+    assert code == 0 and "retraining" not in err and adapter.stat().st_mtime_ns == stamp, err
+    phases = json.loads((out / "results.json").read_text())["phases"]
+    assert phases["train generate"] == {**phases["train generate"], "reused": True, "processes": 2}

@@ -114,8 +114,122 @@ def test_the_multi_gpu_examples_are_valid_configs():
     assert paper.train.adam_beta2 == faithful.train.adam_beta2 == 0.95
     assert paper.train.eval_steps >= 500 and paper.train.save_steps >= 1000
     assert paper.synthesis.candidates > 1 and faithful.synthesis.candidates == 1  # the paper: no selection
+    for recipe in (paper, faithful):  # 8 GPUs, FSDP, the global batch whatever the number of GPUs
+        assert recipe.train.launcher.nproc_per_node == 8 and recipe.train.global_batch_size == 64
+        assert (examples.parent / recipe.train.launcher.config).is_file()
+    assert paper.dpo.launcher.nproc_per_node == 8 and paper.dpo.launcher.config is None
     for name in ("zero2", "zero3"):
         assert json.loads((examples / "deepspeed" / f"{name}.json").read_text())["zero_optimization"]["stage"]
     kinds = {yaml.safe_load((examples / "accelerate" / f).read_text())["distributed_type"] for f in
              ("ddp.yaml", "fsdp.yaml", "deepspeed-zero3.yaml")}  # fmt: skip
     assert kinds == {"MULTI_GPU", "FSDP", "DEEPSPEED"}
+
+
+def test_a_launcher_setting_becomes_the_command_that_starts_the_worker(tmp_path):
+    from opencharacter.config import LauncherConfig
+    from opencharacter.train.launch import launch_command
+
+    spec = tmp_path / "spec.json"
+    worker = ["-m", "opencharacter.train.worker", str(spec)]
+    assert launch_command(None, spec) == [sys.executable, *worker]
+    torchrun = LauncherConfig(nproc_per_node=8, args=["--master_port", "29600"])
+    assert launch_command(torchrun, spec) == [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "8",
+        "--master_port", "29600", *worker,
+    ]  # fmt: skip
+    accelerate = LauncherConfig(nproc_per_node=4, config="examples/accelerate/fsdp.yaml")
+    assert launch_command(accelerate, spec) == [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file", "examples/accelerate/fsdp.yaml",
+        "--num_processes", "4", *worker,
+    ]  # fmt: skip
+
+
+def test_the_parent_gets_rank_zeros_result_or_the_lowest_failing_ranks_error(tmp_path):
+    import pickle
+
+    from opencharacter.errors import InputError
+    from opencharacter.executors.processes import PhaseFailed
+    from opencharacter.train.common import TrainResult
+    from opencharacter.train.launch import _outcome
+
+    done = TrainResult(out=tmp_path, train_examples=3, validation_examples=1, truncated=0, steps=2)
+    (tmp_path / "result.pickle").write_bytes(pickle.dumps(done))
+    assert _outcome(tmp_path, 0) == done
+    (tmp_path / "result.pickle").unlink()
+    for rank in (10, 2):  # ranks sort as numbers, not text: rank 2 comes before rank 10
+        error = InputError("d.jsonl", rank, "bad")
+        (tmp_path / f"error-{rank}.pickle").write_bytes(pickle.dumps((error, "Traceback ...")))
+    with pytest.raises(InputError, match=r"d\.jsonl:2: bad") as raised:
+        _outcome(tmp_path, 2)
+    assert "error-2" in "".join(raised.value.__notes__)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PhaseFailed, match="signal 9 — out of memory"):
+        _outcome(empty, -9)
+    with pytest.raises(PhaseFailed, match="exit status 3"):
+        _outcome(empty, 3)
+
+
+def test_changing_only_the_launcher_reuses_a_recipe_student():
+    from opencharacter.config import LauncherConfig
+    from opencharacter.recipe.experiment import _student_key
+
+    one = TrainConfig()
+    eight = one.model_copy(update={"launcher": LauncherConfig(nproc_per_node=8)})
+    assert _student_key(one, "digest") == _student_key(eight, "digest")
+    assert _student_key(one, "digest") != _student_key(one.model_copy(update={"learning_rate": 1e-5}), "digest")
+
+
+def test_a_missing_accelerate_config_is_one_line_before_anything_starts(tmp_path, tiny_run, run_cli):
+    config = tmp_path / "train.yaml"
+    config.write_text("train: {launcher: {nproc_per_node: 2, config: nowhere/fsdp.yaml}}\n", encoding="utf-8")
+    code, _, err = run_cli("train", "--data", tiny_run / "dialogues.jsonl", "--config", config, "--out", tmp_path / "m")
+    assert code == 2 and "train.launcher.config: nowhere/fsdp.yaml is not a file" in err
+    assert "Traceback" not in err and not (tmp_path / "m").exists()
+
+
+def test_run_command_passes_ctrl_c_on_and_reports_an_interruption(tmp_path):
+    import signal
+    import threading
+
+    from opencharacter.errors import Interrupted
+    from opencharacter.executors.processes import run_command
+
+    marker = tmp_path / "stopped"
+    child = (
+        "import signal, sys, time, pathlib\n"
+        f"def stop(*_): pathlib.Path({str(marker)!r}).write_text('saved'); sys.exit(130)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        f"pathlib.Path({str(tmp_path / 'ready')!r}).touch()\n"
+        "time.sleep(60)\n"
+    )
+    assert run_command([sys.executable, "-c", "import sys; sys.exit(3)"]) == 3
+
+    def interrupt_when_ready() -> None:
+        for _ in range(600):
+            if (tmp_path / "ready").exists():
+                break
+            threading.Event().wait(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_ready, daemon=True).start()
+    with pytest.raises(Interrupted):
+        run_command([sys.executable, "-c", child])
+    assert marker.read_text() == "saved"  # the child got the signal and stopped cleanly
+
+
+def test_an_error_in_the_training_process_is_the_same_error_with_the_same_line(tmp_path):
+    from opencharacter.errors import InputError
+    from opencharacter.train.launch import train_in_child
+
+    data = tmp_path / "dialogues.jsonl"
+    data.write_text('{"not": "a dialogue"\n', encoding="utf-8")
+    from opencharacter.train.trainer import train
+
+    with pytest.raises(InputError) as in_process:
+        train(TrainConfig(max_steps=1), data, tmp_path / "m")
+    with pytest.raises(InputError) as in_child:
+        train_in_child(TrainConfig(max_steps=1), data, tmp_path / "m")
+    assert str(in_child.value) == str(in_process.value) and "dialogues.jsonl:1: malformed JSON" in str(in_child.value)
+    assert "in the training process" in "".join(in_child.value.__notes__)  # its traceback, for a bug report
+    assert not (tmp_path / "m").exists()

@@ -107,10 +107,18 @@ def train_command(
     from opencharacter.cli.release_steps import after_training, check_release_steps
 
     check_release_steps(gguf, push_to_hub)  # before an hour of training, not after
+    from opencharacter.train.distributed import launched
     from opencharacter.train.memory import format_bytes
-    from opencharacter.train.trainer import train  # torch, transformers and trl load only here
 
-    result = train(train_config, run if run is not None else str(data), out, resume=resume)
+    source = run if run is not None else str(data)
+    if train_config.launcher is not None and not launched():  # the config asks for torchrun / accelerate
+        from opencharacter.train.launch import train_in_child
+
+        result = train_in_child(train_config, source, out, resume=resume)
+    else:
+        from opencharacter.train.trainer import train  # torch, transformers and trl load only here
+
+        result = train(train_config, source, out, resume=resume)
     if not result.main_process:  # under a launcher: rank 0 reports (and exports) for all
         return
     plan = result.plan

@@ -21,7 +21,7 @@ from opencharacter.config.synthesis import (
     SelectionConfig,
     SynthesisConfig,
 )
-from opencharacter.config.train import TrainConfig
+from opencharacter.config.train import LauncherConfig, TrainConfig
 
 __all__ = [
     "BackendConfig",
@@ -30,6 +30,7 @@ __all__ = [
     "ExecutorConfig",
     "FiltersConfig",
     "InstructionSource",
+    "LauncherConfig",
     "ModelPrice",
     "PersonaSource",
     "PipelineConfig",

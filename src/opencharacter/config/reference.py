@@ -17,7 +17,7 @@ from opencharacter.config.synthesis import (
     SelectionConfig,
     SynthesisConfig,
 )
-from opencharacter.config.train import TrainConfig
+from opencharacter.config.train import LauncherConfig, TrainConfig
 from opencharacter.records import Sampling
 
 
@@ -31,6 +31,7 @@ def reference_markdown() -> str:
         ("synthesis.selection", SelectionConfig),
         ("filters", FiltersConfig),
         ("train", TrainConfig),
+        ("train.launcher (training in its own processes)", LauncherConfig),
         ("train.grpo (GRPO only)", GRPOSettings),
         ("train.grpo.rewards[] (plus the reward's own settings)", RewardSpec),
         ("eval", EvalConfig),

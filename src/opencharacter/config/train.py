@@ -10,6 +10,21 @@ from opencharacter.config.base import Config
 from opencharacter.config.grpo import GRPOSettings
 
 
+class LauncherConfig(Config):
+    """How a training job is started in its own processes on this machine (`train.launcher`)."""
+
+    nproc_per_node: int = Field(1, ge=1, description="Processes (one per GPU) on this machine.")
+    config: str | None = Field(
+        None,
+        description="An accelerate config file (examples/accelerate/fsdp.yaml): start with `accelerate launch` "
+        "instead of torchrun.",
+    )
+    args: list[str] = Field(
+        default_factory=list,
+        description="More launcher arguments, placed before the module, e.g. [--master_port, '29600'].",
+    )
+
+
 class TrainConfig(Config):
     model: str = Field("embedded", description="Base model: hub id, local directory, or 'embedded'.")
     method: Literal["lora", "full", "dpo", "grpo"] = Field(
@@ -80,6 +95,12 @@ class TrainConfig(Config):
         default_factory=dict,
         description="Any other SFTConfig/DPOConfig argument, passed through (keys checked against them); "
         "settings above cannot be given here.",
+    )
+    launcher: LauncherConfig | None = Field(
+        None,
+        description="Train in child processes started by torchrun (or `accelerate launch` with `config`): "
+        "`{nproc_per_node: 8}`. Used by `recipe` (its DPO/GRPO students inherit it) and by `train` when not "
+        "already launched. How, not what: changing it does not retrain a finished recipe student.",
     )
     packing: bool = Field(False, description="Pack several dialogues into one sequence (TRL BFD packing).")
     seed: int = Field(0, description="Seed for the character split, shuffling and initialisation.")

@@ -20,9 +20,11 @@ import os
 import pickle
 import resource
 import signal
+import subprocess
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from opencharacter.errors import Interrupted, OpenCharacterError
@@ -74,6 +76,29 @@ def _child(connection: Any, target: Callable[..., Any], args: tuple[Any, ...]) -
     connection.close()
 
 
+@contextmanager
+def _forwarding(child_pid: Callable[[], int | None]) -> Iterator[list[int]]:
+    """While the block runs, SIGINT/SIGTERM sent to this process are recorded (the list yielded) and
+    passed on to the child that `child_pid` names (None: not started or already ended)."""
+    caught: list[int] = []
+
+    def forward(number: int, _frame: Any) -> None:
+        # The terminal's Ctrl-C reaches the child too (same process group); a second SIGINT is
+        # harmless there (the pipeline's handler is idempotent, training and evaluation just stop).
+        caught.append(number)
+        pid = child_pid()
+        if pid is not None:
+            with suppress(ProcessLookupError):
+                os.kill(pid, number)
+
+    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield caught
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def run_phase(target: Callable[..., Any], *args: Any) -> tuple[Any, int]:
     """`target(*args)` in a spawned child; returns (its result, the child's peak RSS in bytes).
 
@@ -82,33 +107,26 @@ def run_phase(target: Callable[..., Any], *args: Any) -> tuple[Any, int]:
     context = multiprocessing.get_context("spawn")  # fork would copy the parent's pages and threads
     receiver, sender = context.Pipe(duplex=False)
     process = context.Process(target=_child, args=(sender, target, args), name="opencharacter-phase")
-    caught: list[int] = []
 
-    def forward(number: int, _frame: Any) -> None:
-        # The terminal's Ctrl-C reaches the child too (same process group); a second SIGINT is
-        # harmless there (the pipeline's handler is idempotent, training and evaluation just stop).
-        caught.append(number)
-        if process.pid is not None and process.exitcode is None:
-            os.kill(process.pid, number)
+    def alive() -> int | None:
+        return process.pid if process.pid is not None and process.exitcode is None else None
 
-    previous = {number: signal.signal(number, forward) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        process.start()
-        sender.close()
-        if caught:  # a signal while it started: pass it on now
-            os.kill(process.pid, caught[0])
-        message = None
-        while message is None and (process.is_alive() or receiver.poll()):
-            if receiver.poll(0.5):
-                try:
-                    message = receiver.recv()
-                except EOFError:
-                    break
-        process.join()
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
-        receiver.close()
+    with _forwarding(alive) as caught:
+        try:
+            process.start()
+            sender.close()
+            if caught:  # a signal while it started: pass it on now
+                os.kill(process.pid, caught[0])
+            message = None
+            while message is None and (process.is_alive() or receiver.poll()):
+                if receiver.poll(0.5):
+                    try:
+                        message = receiver.recv()
+                    except EOFError:
+                        break
+            process.join()
+        finally:
+            receiver.close()
     if message is None:
         code = process.exitcode or 0
         if caught or -code in (signal.SIGINT, signal.SIGTERM):
@@ -130,4 +148,23 @@ def run_phase(target: Callable[..., Any], *args: Any) -> tuple[Any, int]:
     return value, int(peak)
 
 
-__all__ = ["PhaseFailed", "peak_rss_bytes", "run_phase"]
+def run_command(argv: list[str]) -> int:
+    """`argv` as a child process (a launcher such as torchrun, which can only start a command), with
+    SIGINT/SIGTERM passed on as `run_phase` does; returns its exit status. A signal raises
+    `Interrupted` once the child has ended (and saved what it had)."""
+    process: subprocess.Popen[bytes] | None = None
+
+    def alive() -> int | None:
+        return process.pid if process is not None and process.poll() is None else None
+
+    with _forwarding(alive) as caught:
+        process = subprocess.Popen(argv)
+        if caught:
+            os.kill(process.pid, caught[0])
+        code = process.wait()
+    if caught or -code in (signal.SIGINT, signal.SIGTERM):
+        raise Interrupted(caught[0] if caught else -code)
+    return code
+
+
+__all__ = ["PhaseFailed", "peak_rss_bytes", "run_command", "run_phase"]

@@ -21,91 +21,63 @@ import time
 from pathlib import Path
 from typing import Any
 
-from opencharacter.config import InstructionSource, PersonaSource, RecipeConfig, TrainConfig
+from opencharacter.config import RecipeConfig, TrainConfig
 from opencharacter.errors import RunIncomplete
-from opencharacter.eval.runner import evaluate
-from opencharacter.eval.sources import load_run_characters
-from opencharacter.export.run_files import DIALOGUES, PREFERENCE_PAIRS
+from opencharacter.executors.processes import peak_rss_bytes, run_phase
+from opencharacter.export.run_files import PREFERENCE_PAIRS
 from opencharacter.fileio import atomic_open
-from opencharacter.filters import apply_filters
 from opencharacter.hashing import content_hash
 from opencharacter.models.loading import MODEL_META
-from opencharacter.pipeline import load_instruction_sources, make_profiles, select, synthesize
-from opencharacter.pipeline.session import RunSession, execute
 from opencharacter.recipe.benchmark import benchmark_markdown, check_benchmark, score_benchmark
+from opencharacter.recipe.phases import MadeData, evaluate_model, make_data, split_personas
 from opencharacter.recipe.table import METRICS, render_markdown, target_verdict
 from opencharacter.recipe.table import results_table as _table
-from opencharacter.records import Persona
 from opencharacter.selection import dialogue_stage
-from opencharacter.sources import load_personas
 from opencharacter.store import RunStore
 
 _STUDENT_KEY = "recipe_key.txt"
 
 
-def split_personas(personas: list[Persona], held_out: float, seed: int) -> tuple[list[Persona], list[Persona]]:
-    ranked = sorted(personas, key=lambda p: content_hash("recipe-split", seed, p.character_id))
-    count = max(2, round(held_out * len(personas)))  # fidelity needs at least two held-out characters
-    if len(personas) - count < 2:
-        from opencharacter.errors import ConfigError
+class _Phases:
+    """Runs the recipe's phases in their own processes and records what each took: wall time, the
+    peak resident memory of its process (rank 0's for a launched student) and how many processes."""
 
-        raise ConfigError(f"{len(personas)} personas are too few to hold out {count} and still train")
-    return ranked[count:], ranked[:count]
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.record: dict[str, dict[str, Any]] = {}
 
+    def run(self, name: str, target: Any, *args: Any) -> Any:
+        step = time.monotonic()
+        value, peak = run_phase(target, *args)
+        self.add(name, time.monotonic() - step, peak, 1)
+        return value
 
-def _make_data(
-    config: RecipeConfig, train_personas, held_personas, loaded, out: Path, quiet: bool
-) -> RunIncomplete | None:
-    """Teacher data for the training characters, profiles for the held-out ones; failed items are
-    reported at the end (the experiment still runs on what was made)."""
-    failed = total = 0
-    for name, personas in (("data", train_personas), ("held_out", held_personas)):
-        session = RunSession(out / name, config.teacher, f"recipe:{name}", not quiet, config.executor)
-        if name == "data":
-            # Recorded as `synthesize` records it: the filters find the rewrites' original answers
-            # through it (without it the rewrite-copies-original check was skipped in every recipe).
-            sources = [source.model_dump(mode="json") for source, _, _ in loaded]
-            session.record_config("synthesis", {"instructions": sources, **config.synthesis.model_dump(mode="json")})
-
-        async def steps(session: RunSession = session, name: str = name, personas=personas) -> None:
-            await make_profiles(session, personas, config.profiles)
-            if name == "data":
-                for _, instructions, _ in loaded:
-                    await synthesize(session, instructions, list(config.strategies), config.synthesis)
-                await select(session, config.synthesis)  # synthesis.candidates > 1: keep the best
-
-        execute(session, steps)
-        failed += sum(result.unfinished for result in session.results)
-        total += sum(result.total for result in session.results)
-    return RunIncomplete(failed, total) if failed else None
+    def add(self, name: str, seconds: float, peak: int | None, processes: int | None, reused: bool = False) -> None:
+        self.record[name] = {"seconds": round(seconds, 3), "peak_rss_bytes": peak, "processes": processes,
+                             **({"reused": True} if reused else {})}  # fmt: skip
 
 
 def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
-    """The whole experiment; raises RunIncomplete at the end (results written) if teacher items failed."""
+    """The whole experiment; raises RunIncomplete at the end (results written) if teacher items failed.
+
+    The teacher's data, each student and each evaluation run in their own processes (memory, GPU
+    memory included, is returned between them); students start as `train.launcher` says.
+    """
     out = Path(config.out)
     check_benchmark(config)  # before any teacher call or training
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     started = time.monotonic()
-    src: PersonaSource = config.personas
-    personas, _ = load_personas(src.path, fmt=src.format, column=src.column, limit=src.limit)
-    train_personas, held_personas = split_personas(personas, config.held_out, config.seed)
-    sources: list[InstructionSource] = config.instructions
-    loaded = load_instruction_sources(sources, skip_invalid=False)
-    incomplete = _make_data(config, train_personas, held_personas, loaded, out, quiet)
-    timings["data"] = time.monotonic() - started
-
-    step = time.monotonic()
-    filtered, filter_report = apply_filters(out / "data", config.filters)
-    timings["filters"] = time.monotonic() - step
+    phases = _Phases()
+    made: MadeData = phases.run("data", make_data, config, quiet)
+    timings: dict[str, float] = dict(made.seconds)
+    filtered = made.filtered
 
     models: dict[str, Path] = {}
     trained: dict[str, Any] = {}
-    data_digest = hashlib.sha256((filtered / DIALOGUES).read_bytes()).hexdigest()  # once, for every student
     for strategy in config.strategies:
         settings = config.train.model_copy(update={"strategies": [strategy], "seed": config.seed})
         models[strategy] = out / f"model-{strategy}"
-        trained[strategy] = _student(settings, filtered, models[strategy], out, data_digest)
+        trained[strategy] = _student(settings, filtered, models[strategy], out, made.digest, phases)
     if config.dpo is not None:
         label = f"{config.dpo_from}+dpo"
         sft = models[config.dpo_from]
@@ -117,43 +89,40 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
             else {"model": config.train.model, "init_adapter": str(sft)}
         )
         settings = config.dpo.model_copy(
-            update={**start, "method": "dpo", "strategies": [config.dpo_from], "seed": config.seed}
-        )
+            update={**start, "method": "dpo", "strategies": [config.dpo_from], "seed": config.seed,
+                    "launcher": config.dpo.launcher or config.train.launcher}
+        )  # fmt: skip
         # A DPO student is a function of its SFT student too: retrained whenever that one is.
         pairs = filtered / PREFERENCE_PAIRS
         digest = content_hash("dpo-data", (sft / _STUDENT_KEY).read_text(encoding="utf-8"),
                               hashlib.sha256(pairs.read_bytes()).hexdigest() if pairs.exists() else None)  # fmt: skip
         models[label] = out / f"model-{label}"
-        trained[label] = _student(settings, filtered, models[label], out, digest)
+        trained[label] = _student(settings, filtered, models[label], out, digest, phases)
     if config.grpo is not None:
-        label, settings, digest = _grpo_student(config, models[config.grpo_from], data_digest)
+        label, settings, digest = _grpo_student(config, models[config.grpo_from], made.digest)
         models[label] = out / f"model-{label}"
-        trained[label] = _student(settings, filtered, models[label], out, digest)
+        trained[label] = _student(settings, filtered, models[label], out, digest, phases)
 
-    held = load_run_characters(out / "held_out")
     evals: dict[str, Any] = {}
     base_dir = out / "evals" / "base"
     for label, model in (("base", config.train.model), *((s, str(p)) for s, p in models.items())):
-        step = time.monotonic()
-        backend = config.student_backend.model_copy(update={"model": model})
-        result = evaluate(
-            out / "evals" / label, held, None, backend, list(config.judges), config.eval,
-            show_progress=not quiet, reuse_from=None if label == "base" else base_dir,
-        )  # fmt: skip
-        evals[label] = result.summary
-        timings[f"eval {label}"] = time.monotonic() - step
-    step = time.monotonic()
-    benchmark = score_benchmark(config, {"base": config.train.model, **{s: str(p) for s, p in models.items()}}, out)
-    if benchmark is not None:
-        timings["benchmark"] = time.monotonic() - step
+        evals[label] = phases.run(f"eval {label}", evaluate_model, config, label, model, quiet)
+        timings[f"eval {label}"] = phases.record[f"eval {label}"]["seconds"]
+    benchmark = None
+    if config.eval.benchmark is not None:
+        scored = {"base": config.train.model, **{s: str(p) for s, p in models.items()}}
+        benchmark = phases.run("benchmark", score_benchmark, config, scored, out)
+        timings["benchmark"] = phases.record["benchmark"]["seconds"]
     timings["total"] = time.monotonic() - started
+    phases.add("recipe", timings["total"], peak_rss_bytes(), 1)  # the coordinator itself
 
     results = {
-        "split": {"train_characters": len(train_personas), "held_out_characters": len(held_personas)},
-        "filters": filter_report.as_dict(),
+        "split": {"train_characters": made.train_characters, "held_out_characters": made.held_out_characters},
+        "filters": made.filters,
         "training": trained,
         "usage": _usage(out / "data"),
         "timings_seconds": timings,
+        "phases": phases.record,
         "table": (table := _table(evals, base_dir)),
         "effect": target_verdict(table),
         "evaluations": {label: str(out / "evals" / label) for label in evals},
@@ -162,8 +131,8 @@ def run_recipe(config: RecipeConfig, quiet: bool = False) -> dict[str, Any]:
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
     with atomic_open(out / "results.md") as stream:
         stream.write(render_markdown(results) + benchmark_markdown(benchmark))
-    if incomplete is not None:
-        raise incomplete
+    if made.failed:
+        raise RunIncomplete(made.failed, made.total)
     return results
 
 
@@ -184,23 +153,31 @@ def _grpo_student(config: RecipeConfig, sft: Path, data_digest: str) -> tuple[st
         for spec in config.grpo.grpo.rewards
     ]
     grpo = config.grpo.grpo.model_copy(update={"rewards": rewards})
-    update = {**start, "method": "grpo", "strategies": [config.grpo_from], "seed": config.seed, "grpo": grpo}
+    update = {**start, "method": "grpo", "strategies": [config.grpo_from], "seed": config.seed, "grpo": grpo,
+              "launcher": config.grpo.launcher or config.train.launcher}  # fmt: skip
     settings = config.grpo.model_copy(update=update)
     digest = content_hash("grpo-data", (sft / _STUDENT_KEY).read_text(encoding="utf-8"), data_digest)
     return f"{config.grpo_from}+grpo", settings, digest
 
 
-def _student(settings: TrainConfig, data: Path, target: Path, out: Path, data_digest: str) -> dict[str, Any]:
-    """Train one student (or reuse it when its settings and data are unchanged); what the table reports."""
-    from opencharacter.train.trainer import train
+def _student(
+    settings: TrainConfig, data: Path, target: Path, out: Path, data_digest: str, phases: _Phases
+) -> dict[str, Any]:
+    """Train one student in its own processes (or reuse it when its settings and data are unchanged);
+    what the table reports."""
+    from opencharacter.train.launch import train_in_child
 
     step = time.monotonic()
-    evaluation = out / "evals" / target.name.removeprefix("model-")
+    name = target.name.removeprefix("model-")
+    evaluation = out / "evals" / name
+    processes = settings.launcher.nproc_per_node if settings.launcher is not None else 1
     if _prepare_student(target, evaluation, _student_key(settings, data_digest)):
         meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
         trained = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
+        plan = meta.get("memory_plan") or {}
+        phases.add(f"train {name}", time.monotonic() - step, meta.get("peak_rss_bytes"), plan.get("processes"), True)
         return {**trained, "dialogues": meta["train_examples"], "seconds": meta.get("seconds", 0.0)}
-    result = train(settings, data, target, resume=True)  # from its last checkpoint, if it has one
+    result = train_in_child(settings, data, target, resume=True)  # from its last checkpoint, if it has one
     trained = {
         "dialogues": result.train_examples,
         "steps": result.steps,
@@ -208,14 +185,19 @@ def _student(settings: TrainConfig, data: Path, target: Path, out: Path, data_di
         "final_validation_loss": result.final_validation_loss,
         "seconds": time.monotonic() - step,
     }
+    phases.add(f"train {name}", trained["seconds"], result.peak_rss, result.plan.get("processes", processes))
     meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
     (target / MODEL_META).write_text(json.dumps({**meta, "seconds": trained["seconds"]}, indent=2))
     return trained
 
 
 def _student_key(settings: TrainConfig, data_digest: str) -> str:
-    """What a student is a function of: its training settings and the exact dialogues it learns from."""
-    return content_hash("recipe-student", settings.model_dump(mode="json"), data_digest)
+    """What a student is a function of: its training settings and the exact dialogues it learns from.
+
+    Not how it is launched: moving from one process to eight GPUs (`train.launcher`) reuses a
+    finished student, as a changed `concurrency` reuses teacher data.
+    """
+    return content_hash("recipe-student", settings.model_dump(mode="json", exclude={"launcher"}), data_digest)
 
 
 def _prepare_student(target: Path, evaluation: Path, key: str) -> bool:

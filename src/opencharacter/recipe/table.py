@@ -220,9 +220,23 @@ def render_markdown(results: dict[str, Any]) -> str:
             for s, t in results["training"].items()
         ),
         "- wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in results["timings_seconds"].items()),
+        *_memory_lines(results.get("phases") or {}),
         "",
     ]
     return "\n".join(lines)
+
+
+def _memory_lines(phases: dict[str, dict[str, Any]]) -> list[str]:
+    """Peak resident memory per phase: each runs in its own process, so these do not add up."""
+    parts = []
+    for name, phase in phases.items():
+        peak = phase.get("peak_rss_bytes")
+        if not peak:
+            continue
+        processes = phase.get("processes") or 1
+        ranks = f" (rank 0 of {processes} processes)" if processes > 1 else ""
+        parts.append(f"{name} {peak / 2**30:.2f} GB{ranks}{', reused' if phase.get('reused') else ''}")
+    return ["- peak memory (RSS, each phase in its own process): " + ", ".join(parts)] if parts else []
 
 
 def _masked_lines(table: list[dict[str, Any]]) -> list[str]:

@@ -22,6 +22,11 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched() -> bool:
+    """Started by a launcher (torchrun and `accelerate launch` set LOCAL_RANK), even with one process."""
+    return "LOCAL_RANK" in os.environ
+
+
 def is_main_process() -> bool:
     """Rank 0 of the job: the one that writes the result's files."""
     return int(os.environ.get("RANK", "0")) == 0
@@ -41,6 +46,7 @@ def check_launch(gpus: int | None = None) -> None:
             f"{gpus} GPUs are visible but training was not started by a launcher (it would fall back to "
             f"nn.DataParallel): run `torchrun --nproc_per_node {gpus} -m opencharacter train ...` or "
             "`accelerate launch --config_file examples/accelerate/ddp.yaml -m opencharacter train ...`, "
+            f"or set `train.launcher: {{nproc_per_node: {gpus}}}` in the config (recipe too), "
             "or train on one GPU with CUDA_VISIBLE_DEVICES=0"
         )
 
