@@ -91,49 +91,26 @@ eval:
     base_q = (out / "evals" / "base" / "questions.jsonl").read_text()
     assert base_q == (out / "evals" / "generate" / "questions.jsonl").read_text()  # identical questions
 
-    # A rerun reuses both students; a changed learning rate retrains them (and redoes their evaluations).
+    # A rerun reuses both students, also when only how they are launched changed (two torchrun ranks now).
     adapter = out / "model-generate" / "adapter_model.safetensors"
     stamp = adapter.stat().st_mtime_ns
+    launched = config.read_text().replace("learning_rate: 0.001", "learning_rate: 0.001, launcher: {nproc_per_node: 2}")
+    config.write_text(launched, encoding="utf-8")
     code, _, err = run_cli("recipe", config, "-q")
     assert code == 0 and "retraining" not in err and adapter.stat().st_mtime_ns == stamp
+    phases = json.loads((out / "results.json").read_text())["phases"]
+    assert phases["train generate"]["reused"] and phases["train generate"]["processes"] == 1
+    # A changed learning rate retrains them (and redoes their evaluations): on two real torchrun ranks
+    # (gloo), DPO's student too (it inherits train.launcher).
     config.write_text(config.read_text().replace("learning_rate: 0.001", "learning_rate: 0.0005"), encoding="utf-8")
     code, _, err = run_cli("recipe", config, "-q")
     assert code == 0 and err.count("retraining") == 3, err  # both SFT students, and DPO on top of G
     assert adapter.stat().st_mtime_ns != stamp
+    for label in ("generate", "generate+dpo"):
+        meta = json.loads((out / f"model-{label}" / "opencharacter.json").read_text())
+        assert meta["memory_plan"]["processes"] == 2 and meta["steps"] == (2 if label == "generate" else 1), label
+    assert meta["config"]["init_adapter"] == str(out / "model-generate")
     meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
-    assert meta["config"]["learning_rate"] == 0.0005 and meta["steps"] == 2
-
-
-def test_recipe_trains_its_student_on_two_torchrun_ranks_and_reuses_it_on_one(tmp_path, run_cli):
-    """`train.launcher`: the student is trained by real torchrun ranks (gloo on CPU), then reused."""
-    config = tmp_path / "recipe.yaml"
-    text = f"""
-out: {tmp_path / "recipe"}
-held_out: 0.3
-strategies: [generate]
-personas: {{path: {sample_path("personas.jsonl")}, limit: 6}}
-instructions: [{{path: {sample_path("instructions.jsonl")}, limit: 3}}]
-teacher: {{backend: fake}}
-judges: [{{backend: fake}}]
-filters: {{near_duplicate_profiles: null}}
-train: {{model: embedded, max_steps: 1, batch_size: 1, global_batch_size: 2, max_length: 320,
-         launcher: {{nproc_per_node: 2}}}}
-eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 8}}, fidelity_questions: 1}}
-"""
-    config.write_text(text, encoding="utf-8")
-    code, _, err = run_cli("recipe", config, "-q")
-    assert code == 0, err
-    out = tmp_path / "recipe"
-    meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
-    assert meta["steps"] == 1 and meta["memory_plan"]["processes"] == 2 and meta["memory_plan"]["accumulation"] == 1
-    assert (out / "model-generate" / "adapter_model.safetensors").is_file()
+    assert meta["config"]["learning_rate"] == 0.0005
     phases = json.loads((out / "results.json").read_text())["phases"]
-    assert phases["train generate"]["processes"] == 2 and "reused" not in phases["train generate"]
-    # How it is launched is not what it is: back on one process, the finished student is reused.
-    adapter = out / "model-generate" / "adapter_model.safetensors"
-    stamp = adapter.stat().st_mtime_ns
-    config.write_text(text.replace("launcher: {nproc_per_node: 2}", "launcher: null"), encoding="utf-8")
-    code, _, err = run_cli("recipe", config, "-q")
-    assert code == 0 and "retraining" not in err and adapter.stat().st_mtime_ns == stamp, err
-    phases = json.loads((out / "results.json").read_text())["phases"]
-    assert phases["train generate"] == {**phases["train generate"], "reused": True, "processes": 2}
+    assert phases["train generate+dpo"]["processes"] == 2 and "reused" not in phases["train generate+dpo"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import signal
 import sys
 import traceback
 from pathlib import Path
@@ -29,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path((argv if argv is not None else sys.argv[1:])[0]).read_text(encoding="utf-8"))
     work = Path(spec["outcome"])
     rank = int(os.environ.get("RANK", "0"))
+    # A shell that starts a job in the background leaves SIGINT ignored, which exec keeps: Ctrl-C
+    # forwarded by the parent must still stop training (what was checkpointed stays).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         from opencharacter.config import TrainConfig
         from opencharacter.train.launch import RESULT
