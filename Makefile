@@ -23,7 +23,7 @@ demo: setup
 	$(BIN)/opencharacter demo
 
 test: setup
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=25  # the slowest tests, printed: CI must stay under ~20 min on 2 cores
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
