@@ -32,6 +32,7 @@ out: {tmp_path / "recipe"}
 held_out: 0.3
 personas: {{path: {sample_path("personas.jsonl")}, limit: 7}}
 instructions: [{{path: {sample_path("instructions.jsonl")}, limit: 4}}]
+strategies: [generate]  # R's student: tests/test_grpo.py (its recipe trains R, then GRPO on it)
 teacher: {{backend: fake, options: {{sample_system_words: 6}}}}
 judges: [{{backend: fake}}]
 synthesis: {{per_instruction: 2, candidates: 2}}
@@ -40,7 +41,7 @@ train: {{model: embedded, max_steps: 2, batch_size: 2, max_length: 320, learning
 dpo: {{max_steps: 1, batch_size: 2, max_length: 320}}
 eval:
   light: true
-  answer_sampling: {{temperature: 0, max_tokens: 24}}
+  answer_sampling: {{temperature: 0, max_tokens: 16}}
   fidelity_questions: 1
   benchmark: personagym
   judges: [{{backend: fake, model: fake-judge}}]
@@ -53,7 +54,7 @@ eval:
     assert code == 0, err
     out = tmp_path / "recipe"
     results = json.loads((out / "results.json").read_text())
-    assert [row["model"] for row in results["table"]] == ["base", "generate", "rewrite", "generate+dpo"]
+    assert [row["model"] for row in results["table"]] == ["base", "generate", "generate+dpo"]
     assert results["split"] == {"train_characters": 5, "held_out_characters": 2}
     held = {
         json.loads(line)["character_id"] for line in (out / "held_out" / "characters.jsonl").read_text().splitlines()
@@ -65,9 +66,8 @@ eval:
     assert held and trained_on and not held & trained_on
     report = json.loads((out / "data" / "filtered" / "filter_report.json").read_text())
     assert not any("originals unavailable" in note for note in report["notes"])  # the copy check ran
-    for strategy in ("generate", "rewrite"):
-        meta = json.loads((out / f"model-{strategy}" / "opencharacter.json").read_text())
-        assert meta["steps"] == 2 and meta["config"]["strategies"] == [strategy]
+    meta = json.loads((out / "model-generate" / "opencharacter.json").read_text())
+    assert meta["steps"] == 2 and meta["config"]["strategies"] == ["generate"]
     # The DPO student starts from the G student and learns from the selection's pairs.
     dpo = json.loads((out / "model-generate+dpo" / "opencharacter.json").read_text())
     assert dpo["config"]["method"] == "dpo" and dpo["config"]["init_adapter"] == str(out / "model-generate")
@@ -79,13 +79,11 @@ eval:
     markdown = (out / "results.md").read_text()
     assert "| base |" in markdown and "Data and compute" in markdown and "student generate" in markdown
     # Every model also scored on the (stand-in) PersonaGym benchmark, with the protocol: one PScore-L table.
-    assert list(results["benchmark"]) == ["base", "generate", "rewrite", "generate+dpo"]
+    assert list(results["benchmark"]) == ["base", "generate", "generate+dpo"]
     assert "## PersonaGym benchmark (PScore-L)" in markdown and "| generate+dpo | student |" in markdown
     # Each phase ran in its own process and says what it took.
     phases = results["phases"]
-    assert {"data", "train generate", "train rewrite", "train generate+dpo", "eval base", "benchmark", "recipe"} <= set(
-        phases
-    )
+    assert {"data", "train generate", "train generate+dpo", "eval base", "benchmark", "recipe"} <= set(phases)
     assert all(phase["peak_rss_bytes"] > 0 and phase["processes"] == 1 for phase in phases.values())
     assert "peak memory (RSS, each phase in its own process): data " in markdown
     base_q = (out / "evals" / "base" / "questions.jsonl").read_text()
@@ -100,11 +98,11 @@ eval:
     assert code == 0 and "retraining" not in err and adapter.stat().st_mtime_ns == stamp
     phases = json.loads((out / "results.json").read_text())["phases"]
     assert phases["train generate"]["reused"] and phases["train generate"]["processes"] == 1
-    # A changed learning rate retrains them (and redoes their evaluations): on two real torchrun ranks
-    # (gloo), DPO's student too (it inherits train.launcher).
+    # A changed learning rate retrains the SFT student, and so the DPO student on top of it (and redoes
+    # their evaluations): on two real torchrun ranks (gloo), DPO's too (it inherits train.launcher).
     config.write_text(config.read_text().replace("learning_rate: 0.001", "learning_rate: 0.0005"), encoding="utf-8")
     code, _, err = run_cli("recipe", config, "-q")
-    assert code == 0 and err.count("retraining") == 3, err  # both SFT students, and DPO on top of G
+    assert code == 0 and err.count("retraining") == 2, err  # the SFT student, and DPO on top of it
     assert adapter.stat().st_mtime_ns != stamp
     for label in ("generate", "generate+dpo"):
         meta = json.loads((out / f"model-{label}" / "opencharacter.json").read_text())
