@@ -103,6 +103,7 @@ synthesis: {{per_instruction: 2}}
 filters: {{near_duplicate_profiles: null}}
 train: {{model: embedded, max_steps: 1, batch_size: 2, max_length: 320}}
 grpo:
+  launcher: {{nproc_per_node: 2}}
   max_steps: 1
   max_length: 320
   grpo: {{num_generations: 2, prompts_per_step: 1, max_completion_length: 8,
@@ -119,6 +120,9 @@ eval: {{light: true, answer_sampling: {{temperature: 0, max_tokens: 16}}, fideli
     assert [row["model"] for row in results["table"]] == ["base", "rewrite", "rewrite+grpo"]
     meta = json.loads((out / "model-rewrite+grpo" / "opencharacter.json").read_text())
     assert meta["method"] == "grpo" and meta["init_adapter"] == str(out / "model-rewrite")
+    # The GRPO student on two real torchrun ranks (gloo), each rank with its own judge cache.
+    assert meta["memory_plan"]["processes"] == 2 and meta["grpo"]["answers_per_step"] == 4
+    assert {p.name for p in (out / "model-rewrite+grpo" / "judge-calls").iterdir()} == {"rank-0", "rank-1"}
     judge = next(r for r in meta["grpo"]["rewards"] if r["label"] == "judge")
     assert judge["judge"]["backend"] == "fake"  # the recipe's judge, filled in
     assert "| rewrite+grpo |" in (out / "results.md").read_text()

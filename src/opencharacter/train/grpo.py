@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import random
 import sys
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from opencharacter.train.common import (
 )
 from opencharacter.train.config import TrainConfig
 from opencharacter.train.data import dump_split
+from opencharacter.train.distributed import check_launch, is_main_process, world_size
 from opencharacter.train.memory import memory_plan
 from opencharacter.train.rewards import RewardContext, build_rewards
 
@@ -141,7 +143,7 @@ def _reward_line_callback(labels: list[str]) -> Any:
             self.clock = StepClock(state.global_step, state.max_steps)
 
         def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **_: Any) -> None:
-            if not logs or "reward" not in logs:
+            if not logs or "reward" not in logs or not state.is_world_process_zero:  # one line per step
                 return
             parts = [f"step {state.global_step}/{state.max_steps}", f"reward {float(logs['reward']):.3f}"]
             if "kl" in logs and args.beta:
@@ -206,14 +208,18 @@ def train_grpo(
 ) -> TrainResult:
     settings = config.grpo
     base_model_name(config)  # a wrong init_adapter fails before torch loads
+    check_launch()
     out = Path(out)
     checkpoints = out / "checkpoints"
-    check_out(out, resume)
+    if is_main_process():  # under a launcher rank 0 decides: another rank may look after rank 0 wrote
+        check_out(out, resume)
     data = load_prompts(data_source, config.strategies, settings.instructions)
     prompts = _sample(data.prompts, settings.max_prompts, config.seed)
     random.Random(content_hash("grpo-order", config.seed)).shuffle(prompts)
     out.mkdir(parents=True, exist_ok=True)
-    context = RewardContext(data.profiles, config.seed, out / "judge-calls", default_judge)
+    # Each rank judges its own answers: one cache per rank (two ranks creating one store raced).
+    calls = out / "judge-calls" if world_size() == 1 else out / "judge-calls" / f"rank-{os.environ.get('RANK', '0')}"
+    context = RewardContext(data.profiles, config.seed, calls, default_judge)
     rewards, weights = build_rewards(settings.rewards, context)  # a bad reward setting fails before torch loads
     labels = [spec.shown for spec in settings.rewards]
     import_trl()
@@ -221,7 +227,7 @@ def train_grpo(
     from trl import GRPOTrainer
 
     loaded = load_base(config)
-    plan = memory_plan(config, loaded.cuda)
+    plan = memory_plan(config, loaded.cuda, world_size=world_size())
     plan = dataclasses.replace(plan, micro_batch=settings.prompts_per_step * settings.num_generations, accumulation=1)
     trainer = GRPOTrainer(
         model=loaded.model,
@@ -238,11 +244,13 @@ def train_grpo(
     trainer.train(resume_from_checkpoint=last_checkpoint(checkpoints) if resume else None)
     result = finish(trainer, config, out, loaded, plan, (len(prompts), 0, 0))
     result.rewards = reward_summary(result.losses, labels, context.failures)
+    if not result.main_process:  # rank 0 writes the reports (its judge failures: those it saw)
+        return result
     version = data.system_prompt_version or _init_prompt_version(config.init_adapter)
     meta = result_meta(config, result, loaded.base_model, str(data_source), version)
     meta["grpo"] = {
         "prompts": len(prompts),
-        "answers_per_step": settings.prompts_per_step * settings.num_generations,
+        "answers_per_step": settings.prompts_per_step * settings.num_generations * world_size(),
         "rewards": [{"label": s.shown, "weight": s.weight, **s.settings()} for s in settings.rewards],
     }
     write_reports(out, meta, result.losses)
