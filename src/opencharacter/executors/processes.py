@@ -54,6 +54,22 @@ class PhaseFailed(OpenCharacterError):
     exit_code = 1
 
 
+def crossing(exc: Exception) -> Exception:
+    """`exc` if it pickles (ours all do), else a PhaseFailed that names it: what a child sends back."""
+    try:
+        pickle.dumps(exc)
+    except Exception:
+        return PhaseFailed(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def ending(code: int) -> str:
+    """How a child that sent no result ended, from its exit status (negative: the signal)."""
+    if code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+        return "killed by signal 9 — out of memory?"
+    return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+
 def _child(connection: Any, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
     # A shell that starts a job in the background may leave SIGINT ignored, which exec keeps: the
     # parent handles both signals itself, so the phase must too.
@@ -66,12 +82,7 @@ def _child(connection: Any, target: Callable[..., Any], args: tuple[Any, ...]) -
     except Interrupted as exc:
         outcome = ("interrupted", exc.signal_number, "")
     except Exception as exc:
-        text = traceback.format_exc()
-        try:
-            pickle.dumps(exc)
-            outcome = ("error", exc, text)
-        except Exception:
-            outcome = ("error", PhaseFailed(f"{type(exc).__name__}: {exc}"), text)
+        outcome = ("error", crossing(exc), traceback.format_exc())
     connection.send((*outcome, peak_rss_bytes()))
     connection.close()
 
@@ -131,11 +142,7 @@ def run_phase(target: Callable[..., Any], *args: Any) -> tuple[Any, int]:
         code = process.exitcode or 0
         if caught or -code in (signal.SIGINT, signal.SIGTERM):
             raise Interrupted(caught[0] if caught else -code)
-        if code == -signal.SIGKILL:
-            what = "killed by signal 9 — out of memory?"
-        else:
-            what = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-        raise PhaseFailed(f"the {getattr(target, '__name__', 'phase')} process ended without a result ({what})")
+        raise PhaseFailed(f"the {getattr(target, '__name__', 'phase')} process ended without a result ({ending(code)})")
     kind, value, text, peak = message
     if kind == "interrupted":
         raise Interrupted(int(value))
@@ -167,4 +174,4 @@ def run_command(argv: list[str]) -> int:
     return code
 
 
-__all__ = ["PhaseFailed", "peak_rss_bytes", "run_command", "run_phase"]
+__all__ = ["PhaseFailed", "crossing", "ending", "peak_rss_bytes", "run_command", "run_phase"]

@@ -43,7 +43,6 @@ class _Phases:
     peak resident memory of its process (rank 0's for a launched student) and how many processes."""
 
     def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
         self.record: dict[str, dict[str, Any]] = {}
 
     def run(self, name: str, target: Any, *args: Any) -> Any:
@@ -170,7 +169,6 @@ def _student(
     step = time.monotonic()
     name = target.name.removeprefix("model-")
     evaluation = out / "evals" / name
-    processes = settings.launcher.nproc_per_node if settings.launcher is not None else 1
     if _prepare_student(target, evaluation, _student_key(settings, data_digest)):
         meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
         trained = {key: meta.get(key) for key in ("steps", "final_train_loss", "final_validation_loss")}
@@ -185,7 +183,7 @@ def _student(
         "final_validation_loss": result.final_validation_loss,
         "seconds": time.monotonic() - step,
     }
-    phases.add(f"train {name}", trained["seconds"], result.peak_rss, result.plan.get("processes", processes))
+    phases.add(f"train {name}", trained["seconds"], result.peak_rss, result.plan.get("processes"))
     meta = json.loads((target / MODEL_META).read_text(encoding="utf-8"))
     (target / MODEL_META).write_text(json.dumps({**meta, "seconds": trained["seconds"]}, indent=2))
     return trained

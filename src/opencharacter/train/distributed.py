@@ -27,9 +27,14 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ
 
 
+def rank() -> int:
+    """This process's rank in the job (0 without a launcher)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 def is_main_process() -> bool:
     """Rank 0 of the job: the one that writes the result's files."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return rank() == 0
 
 
 def check_launch(gpus: int | None = None) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import random
 import sys
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from opencharacter.train.common import (
 )
 from opencharacter.train.config import TrainConfig
 from opencharacter.train.data import dump_split
-from opencharacter.train.distributed import check_launch, is_main_process, world_size
+from opencharacter.train.distributed import check_launch, is_main_process, rank, world_size
 from opencharacter.train.memory import memory_plan
 from opencharacter.train.rewards import RewardContext, build_rewards
 
@@ -218,7 +217,7 @@ def train_grpo(
     random.Random(content_hash("grpo-order", config.seed)).shuffle(prompts)
     out.mkdir(parents=True, exist_ok=True)
     # Each rank judges its own answers: one cache per rank (two ranks creating one store raced).
-    calls = out / "judge-calls" if world_size() == 1 else out / "judge-calls" / f"rank-{os.environ.get('RANK', '0')}"
+    calls = out / "judge-calls" if world_size() == 1 else out / "judge-calls" / f"rank-{rank()}"
     context = RewardContext(data.profiles, config.seed, calls, default_judge)
     rewards, weights = build_rewards(settings.rewards, context)  # a bad reward setting fails before torch loads
     labels = [spec.shown for spec in settings.rewards]

@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import json
 import pickle
-import signal
 import sys
 import tempfile
 from pathlib import Path
 
 from opencharacter.config import LauncherConfig, TrainConfig
 from opencharacter.errors import ConfigError
-from opencharacter.executors.processes import PhaseFailed, run_command
+from opencharacter.executors.processes import PhaseFailed, ending, run_command
 from opencharacter.train.common import TrainResult
 
 WORKER = ("-m", "opencharacter.train.worker")
@@ -73,11 +72,7 @@ def _outcome(work: Path, code: int) -> TrainResult:
         if text:
             error.add_note(f"in the training process ({errors[0].stem}):\n{text.rstrip()}")
         raise error
-    if code == -signal.SIGKILL or code == 128 + signal.SIGKILL:
-        what = "killed by signal 9 — out of memory?"
-    else:
-        what = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-    raise PhaseFailed(f"training ended without a result ({what}); its output is above")
+    raise PhaseFailed(f"training ended without a result ({ending(code)}); its output is above")
 
 
 __all__ = ["launch_command", "train_in_child"]

@@ -9,7 +9,6 @@ pickle; anything else is wrapped) with its traceback, and exits with the error's
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import signal
 import sys
@@ -17,7 +16,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from opencharacter.executors.processes import PhaseFailed
+from opencharacter.executors.processes import crossing
+from opencharacter.train.distributed import rank
 
 
 def _write(path: Path, outcome: Any) -> None:
@@ -29,7 +29,6 @@ def _write(path: Path, outcome: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path((argv if argv is not None else sys.argv[1:])[0]).read_text(encoding="utf-8"))
     work = Path(spec["outcome"])
-    rank = int(os.environ.get("RANK", "0"))
     # A shell that starts a job in the background leaves SIGINT ignored, which exec keeps: Ctrl-C
     # forwarded by the parent must still stop training (what was checkpointed stays).
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -43,13 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130  # what was checkpointed stays; the parent reports the interruption
     except Exception as exc:
-        text = traceback.format_exc()
-        try:
-            pickle.dumps(exc)
-        except Exception:
-            exc = PhaseFailed(f"{type(exc).__name__}: {exc}")
-        _write(work / f"error-{rank}.pickle", (exc, text))
-        return int(getattr(exc, "exit_code", 1))
+        error = crossing(exc)
+        _write(work / f"error-{rank()}.pickle", (error, traceback.format_exc()))
+        return int(getattr(error, "exit_code", 1))
     if result.main_process:
         _write(work / RESULT, result)
     return 0
